@@ -1,0 +1,357 @@
+/**
+ * The layout of machine memory: the only module that computes offsets.
+ *
+ * A machine is one SharedArrayBuffer. Every region (APIC pages, posted-interrupt descriptors,
+ * vCPU and pCPU control words, VM-wide words, actor stats and event rings) is an entry of the
+ * region table built by {@link createLayout}; {@link assertLayout} checks size, alignment and
+ * overlap at start-up. Addresses handed to the access layer are 32-bit word indexes ({@link Addr}).
+ *
+ * Regions (per = instance count):
+ *
+ * | region       | per    | bytes | align | contents                                               |
+ * |--------------|--------|-------|-------|--------------------------------------------------------|
+ * | vm           | 1      | 64*N  | 64    | one 64-byte line per VM-wide word ({@link VM})        |
+ * | apic-page    | vCPU   | 4096  | 4096  | virtual-APIC page, architectural offsets (apicdef)     |
+ * | pi-desc      | vCPU   | 64    | 64    | PIR[8] | control (ON, SN, NV) | NDST                 |
+ * | vcpu         | vCPU   | 64    | 64    | mode, requests, cpu, rcuwait, ... ({@link VCPU})      |
+ * | pcpu         | pCPU   | 64    | 64    | host IRR (system vectors), current vCPU, NMI, online   |
+ * | srcu         | actor  | 64    | 64    | per-actor SRCU counters locks[2], unlocks[2]           |
+ * | actor        | actor  | 64    | 64    | fence word, status, live totals ({@link ACTOR})       |
+ * | ring         | actor  | 64+16R| 64    | event ring: head line, tail line, R records of 4 words |
+ * | scratch      | 1      | 4S    | 64    | words for tests, examples and user scenarios           |
+ */
+import { APIC_PAGE_BYTES, APIC_VECTOR_STRIDE_BYTES } from './apicdef.js';
+import { EmuError } from '../errors.js';
+
+/** A machine address: index of a 32-bit word in the machine's SharedArrayBuffer. */
+export type Addr = number & { readonly __brand: 'Addr' };
+/** A vCPU index (kvm_vcpu.vcpu_idx). */
+export type VcpuId = number;
+/** A physical CPU index. */
+export type PcpuId = number;
+/** An actor index: vCPUs first, then pCPUs, then extra actors, then the main thread. */
+export type ActorId = number;
+
+const LINE_WORDS = 16;
+const LINE_BYTES = 64;
+
+/** Word offsets of the VM-wide words; each sits on its own 64-byte line. */
+export const VM = {
+  /** {@link RunState} of the run: actors poll it at their yield points. */
+  RUN_STATE: 0,
+  /** Non-zero once any actor failed or a deadline passed: every wait gives up. */
+  ABORT: 1,
+  /** Start gate: actors spin/wait until it turns 1, so they start together. */
+  START_GATE: 2,
+  /** Global sequence of recorded accesses (record mode only). */
+  GLOBAL_SEQ: 3,
+  /** kvm_arch.apicv_inhibit_reasons (bit = enum kvm_apicv_inhibit). */
+  APICV_INHIBIT_REASONS: 4,
+  /** kvm_arch.apicv_update_lock (rw-semaphore, uses the whole line). */
+  APICV_UPDATE_LOCK: 5,
+  /** kvm->slots_lock (sleeping mutex). */
+  SLOTS_LOCK: 6,
+  /** kvm->srcu header: ctr index, grace-period sequence, grace-period mutex. */
+  KVM_SRCU: 7,
+  /** Number of actors that reached the start gate. */
+  READY_COUNT: 8,
+} as const;
+const VM_LINES = 9;
+
+/** Values of {@link VM.RUN_STATE}. */
+export const RunState = { INIT: 0, RUNNING: 1, DRAINING: 2, STOP: 3 } as const;
+export type RunState = (typeof RunState)[keyof typeof RunState];
+
+/** Word offsets inside a posted-interrupt descriptor. @kvm arch/x86/include/asm/posted_intr.h struct pi_desc */
+export const PID = {
+  /** PIR: 256 bits as 8 x u32, bit v = vector v. */
+  PIR: 0,
+  /** Low half of the 64-bit control field: 0 ON, 1 SN, 23:16 NV. */
+  CONTROL: 8,
+  /** High half of the control field: NDST (destination APIC ID). */
+  NDST: 9,
+} as const;
+/** Bytes of a posted-interrupt descriptor (__aligned(64)). */
+export const PI_DESC_BYTES = 64;
+
+/** Word offsets of per-vCPU control state (struct kvm_vcpu / vcpu_vmx fields). */
+export const VCPU = {
+  /** vcpu->mode: OUTSIDE_GUEST_MODE / IN_GUEST_MODE / EXITING_GUEST_MODE. */
+  MODE: 0,
+  /** vcpu->requests bitmap (KVM_REQ_*). */
+  REQUESTS: 1,
+  /** vcpu->cpu: pCPU the vCPU is loaded on, -1 if none. */
+  CPU: 2,
+  /** vcpu->wait.task (rcuwait): 1 while a task is registered as waiting. */
+  WAIT_TASK: 3,
+  /** Task state of the vCPU thread: TASK_RUNNING 0, TASK_INTERRUPTIBLE 1. */
+  TASK_STATE: 4,
+  /** kvm_vcpu_is_blocking(): 1 between kvm_arch_vcpu_blocking and _unblocking. */
+  BLOCKING: 5,
+  /** vcpu->arch.apic->apicv_active. */
+  APICV_ACTIVE: 6,
+  /** vcpu->preempted. */
+  PREEMPTED: 7,
+  /** VMCS GUEST_INTR_STATUS: RVI in 7:0, SVI in 15:8. */
+  GUEST_INTR_STATUS: 8,
+  /** vcpu->arch.apic_base (IA32_APIC_BASE, low 32 bits). */
+  APIC_BASE: 9,
+  /** apic->irr_pending (software hint, non-APICv only). */
+  IRR_PENDING: 10,
+  /** Guest activity state: 0 active, 1 HLT. */
+  ACTIVITY: 11,
+  /** vcpu->ready. */
+  READY: 12,
+  /** Vector injected by KVM through VM-entry event injection (non-APICv), -1 none. */
+  INJECTED: 13,
+} as const;
+
+/** Word offsets of per-pCPU state. */
+export const PCPU = {
+  /** Pending host interrupts for the system vectors 0xE0-0xFF (bit = vector - 0xE0): the doorbell. */
+  HOST_IRR_SYS: 0,
+  /** Doorbell waiter flag: 1 while a thread of this pCPU sleeps on HOST_IRR_SYS. */
+  HOST_IRR_WAITER: 1,
+  /** vCPU currently loaded here (per_cpu current vcpu), -1 if none. */
+  CURRENT_VCPU: 2,
+  /** NMI latched and pending. */
+  NMI_PENDING: 3,
+  /** NMIs blocked (inside an NMI handler / SEAM root). */
+  NMI_BLOCKED: 4,
+  /** cpu_online(). */
+  ONLINE: 5,
+  /** Run-queue ticket lock: next ticket. */
+  RUN_NEXT: 6,
+  /** Run-queue ticket lock: ticket now served. */
+  RUN_SERVING: 7,
+} as const;
+
+/** Word offsets of per-actor bookkeeping. */
+export const ACTOR = {
+  /** Private word used for full fences (a locked RMW on an uncontended line). */
+  FENCE: 0,
+  /** {@link ActorStatus}. */
+  STATUS: 1,
+  /** Live totals the main thread reads for progress (owner writes, plain stores). */
+  SENT: 2,
+  DELIVERED: 3,
+  VMEXITS: 4,
+  WAKEUPS: 5,
+  HALTS: 6,
+  NOTIFICATIONS: 7,
+  /** While blocked: hash of the race-point label waited on, else 0. */
+  WAIT_LABEL: 8,
+  /** While blocked: address waited on. */
+  WAIT_ADDR: 9,
+  /** Incremented at every yield: proves the actor makes progress. */
+  HEARTBEAT: 10,
+} as const;
+
+/** Values of {@link ACTOR.STATUS}. */
+export const ActorStatus = { IDLE: 0, READY: 1, RUNNING: 2, BLOCKED: 3, DONE: 4, FAILED: 5 } as const;
+
+/** Word offsets of the per-actor SRCU counters (srcu_data.srcu_lock_count / srcu_unlock_count). */
+export const SRCU_CTR = { LOCKS0: 0, LOCKS1: 1, UNLOCKS0: 2, UNLOCKS1: 3 } as const;
+/** Word offsets in the SRCU header line at {@link VM.KVM_SRCU}. */
+export const SRCU_HDR = { CTR_IDX: 0, GP_SEQ: 1, GP_MUTEX: 2 } as const;
+
+/** Event ring: word offsets of the header lines and the record size. */
+export const RING = {
+  /** Producer index (monotonic). */
+  HEAD: 0,
+  /** Consumer index (monotonic), on its own line. */
+  TAIL: LINE_WORDS,
+  /** Records dropped because the ring was full. */
+  DROPPED: LINE_WORDS + 1,
+  /** First record. */
+  RECORDS: 2 * LINE_WORDS,
+  /** Words per record: kind, a, b, time (µs). */
+  RECORD_WORDS: 4,
+} as const;
+
+/** Parameters a layout is built from. */
+export interface LayoutConfig {
+  vcpus: number;
+  pcpus: number;
+  /** Actors beyond vCPUs and pCPUs (devices, VMM, NMI sources, test workers). */
+  extraActors?: number;
+  /** Records per actor event ring (power of two). */
+  ringRecords?: number;
+  /** Words of scratch space for tests and user scenarios. */
+  scratchWords?: number;
+}
+
+/** One entry of the region table. */
+export interface RegionInfo {
+  name: string;
+  /** How many instances (per vCPU, per pCPU, per actor, or 1). */
+  count: number;
+  /** Bytes of one instance. */
+  bytes: number;
+  /** Byte distance between instances (>= bytes, multiple of align). */
+  stride: number;
+  align: number;
+  /** Byte offset of instance 0. */
+  base: number;
+}
+
+/** A computed, checked machine layout with address functions. */
+export interface Layout {
+  readonly config: Required<LayoutConfig>;
+  readonly regions: readonly RegionInfo[];
+  readonly totalBytes: number;
+  /** Number of actors including the main thread (the last one). */
+  readonly actors: number;
+  /** Actor id of the main thread. */
+  readonly mainActor: ActorId;
+  vcpuActor(v: VcpuId): ActorId;
+  pcpuActor(p: PcpuId): ActorId;
+  extraActor(k: number): ActorId;
+  /** A VM-wide word ({@link VM}); `word` addresses further words of that line. */
+  vm(field: number, word?: number): Addr;
+  /** A register of vCPU v's APIC page, by architectural byte offset (e.g. APIC_TASKPRI). */
+  apicReg(v: VcpuId, offset: number): Addr;
+  /** Word i (0..7) of a 256-bit APIC bitmap at `offset` (APIC_IRR/ISR/TMR): REG_POS. */
+  apicBitmapWord(v: VcpuId, offset: number, i: number): Addr;
+  /** A posted-interrupt descriptor word ({@link PID}) of vCPU v; `i` indexes PIR words. */
+  pid(v: VcpuId, field: number, i?: number): Addr;
+  /** A per-vCPU control word ({@link VCPU}). */
+  vcpu(v: VcpuId, field: number): Addr;
+  /** A per-pCPU word ({@link PCPU}). */
+  pcpu(p: PcpuId, field: number): Addr;
+  /** A per-actor bookkeeping word ({@link ACTOR}). */
+  actor(a: ActorId, field: number): Addr;
+  /** A per-actor SRCU counter ({@link SRCU_CTR}). */
+  srcu(a: ActorId, field: number): Addr;
+  /** Word `w` of actor a's event ring ({@link RING}). */
+  ring(a: ActorId, w: number): Addr;
+  /** Scratch word i. */
+  scratch(i: number): Addr;
+  /** Region by name. */
+  region(name: string): RegionInfo;
+}
+
+const MAX_VCPUS = 256;
+
+function roundUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+/**
+ * Build the region table for a machine and return its address functions.
+ * Throws EMU_ERR_BAD_PARAM naming the parameter when a size is out of range.
+ */
+export function createLayout(cfg: LayoutConfig): Layout {
+  const config: Required<LayoutConfig> = {
+    vcpus: cfg.vcpus,
+    pcpus: cfg.pcpus,
+    extraActors: cfg.extraActors ?? 0,
+    ringRecords: cfg.ringRecords ?? 4096,
+    scratchWords: cfg.scratchWords ?? 256,
+  };
+  const check = (name: string, v: number, lo: number, hi: number) => {
+    if (!Number.isInteger(v) || v < lo || v > hi) {
+      throw new EmuError('EMU_ERR_BAD_PARAM', `invalid ${name}: ${v} (must be an integer in ${lo}..${hi})`, { detail: { param: name } });
+    }
+  };
+  check('vcpus', config.vcpus, 1, MAX_VCPUS);
+  check('pcpus', config.pcpus, 1, 256);
+  check('extraActors', config.extraActors, 0, 256);
+  check('ringRecords', config.ringRecords, 16, 1 << 20);
+  if ((config.ringRecords & (config.ringRecords - 1)) !== 0) {
+    throw new EmuError('EMU_ERR_BAD_PARAM', `invalid ringRecords: ${config.ringRecords} (must be a power of two)`, { detail: { param: 'ringRecords' } });
+  }
+  check('scratchWords', config.scratchWords, 0, 1 << 24);
+
+  const actors = config.vcpus + config.pcpus + config.extraActors + 1;
+  const ringBytes = LINE_BYTES * 2 + config.ringRecords * RING.RECORD_WORDS * 4;
+  const regions: RegionInfo[] = [];
+  let cursor = 0;
+  const add = (name: string, count: number, bytes: number, align: number) => {
+    const stride = roundUp(bytes, align);
+    const base = roundUp(cursor, align);
+    regions.push({ name, count, bytes, stride, align, base });
+    cursor = base + stride * count;
+  };
+  add('vm', 1, VM_LINES * LINE_BYTES, LINE_BYTES);
+  add('apic-page', config.vcpus, APIC_PAGE_BYTES, APIC_PAGE_BYTES);
+  add('pi-desc', config.vcpus, PI_DESC_BYTES, 64);
+  add('vcpu', config.vcpus, LINE_BYTES, LINE_BYTES);
+  add('pcpu', config.pcpus, LINE_BYTES, LINE_BYTES);
+  add('srcu', actors, LINE_BYTES, LINE_BYTES);
+  add('actor', actors, LINE_BYTES, LINE_BYTES);
+  add('ring', actors, ringBytes, LINE_BYTES);
+  add('scratch', 1, Math.max(4, config.scratchWords * 4), LINE_BYTES);
+  const totalBytes = roundUp(cursor, 4096);
+
+  const byName = new Map(regions.map((r) => [r.name, r]));
+  const reg = (name: string): RegionInfo => {
+    const r = byName.get(name);
+    if (!r) throw new EmuError('EMU_ERR_LAYOUT', `no region named ${name}`);
+    return r;
+  };
+  const vmR = reg('vm');
+  const apicR = reg('apic-page');
+  const pidR = reg('pi-desc');
+  const vcpuR = reg('vcpu');
+  const pcpuR = reg('pcpu');
+  const srcuR = reg('srcu');
+  const actorR = reg('actor');
+  const ringR = reg('ring');
+  const scratchR = reg('scratch');
+  const w = (r: RegionInfo, i: number, byteOff: number) => ((r.base + r.stride * i + byteOff) >> 2) as Addr;
+
+  const layout: Layout = {
+    config,
+    regions,
+    totalBytes,
+    actors,
+    mainActor: actors - 1,
+    vcpuActor: (v) => v,
+    pcpuActor: (p) => config.vcpus + p,
+    extraActor: (k) => config.vcpus + config.pcpus + k,
+    vm: (field, word = 0) => w(vmR, 0, field * LINE_BYTES + word * 4),
+    apicReg: (v, offset) => w(apicR, v, offset),
+    apicBitmapWord: (v, offset, i) => w(apicR, v, offset + i * APIC_VECTOR_STRIDE_BYTES),
+    pid: (v, field, i = 0) => w(pidR, v, (field + i) * 4),
+    vcpu: (v, field) => w(vcpuR, v, field * 4),
+    pcpu: (p, field) => w(pcpuR, p, field * 4),
+    actor: (a, field) => w(actorR, a, field * 4),
+    srcu: (a, field) => w(srcuR, a, field * 4),
+    ring: (a, word) => w(ringR, a, word * 4),
+    scratch: (i) => w(scratchR, 0, i * 4),
+    region: reg,
+  };
+  assertLayout(layout);
+  return layout;
+}
+
+/**
+ * Check the region table: every region aligned, inside the buffer, and no two overlapping.
+ * Throws EMU_ERR_LAYOUT naming the regions at fault.
+ */
+export function assertLayout(layout: Pick<Layout, 'regions' | 'totalBytes'>): void {
+  const spans = layout.regions.map((r) => ({ r, start: r.base, end: r.base + r.stride * r.count }));
+  for (const { r, start, end } of spans) {
+    if (start % r.align !== 0) throw new EmuError('EMU_ERR_LAYOUT', `region ${r.name} at ${start} is not ${r.align}-byte aligned`);
+    if (r.stride % r.align !== 0 || r.stride < r.bytes) throw new EmuError('EMU_ERR_LAYOUT', `region ${r.name} has a bad stride ${r.stride}`);
+    if (end > layout.totalBytes) throw new EmuError('EMU_ERR_LAYOUT', `region ${r.name} ends past the buffer`);
+  }
+  const sorted = [...spans].sort((a, b) => a.start - b.start);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    const cur = sorted[i]!;
+    if (cur.start < prev.end && cur.end > cur.start && prev.end > prev.start) {
+      throw new EmuError('EMU_ERR_LAYOUT', `regions ${prev.r.name} and ${cur.r.name} overlap`);
+    }
+  }
+}
+
+/** Bit position of vector v inside its 32-bit word (VEC_POS). */
+export function vecPos(vector: number): number {
+  return vector & 31;
+}
+/** Word index of vector v inside a 256-bit bitmap (REG_POS / 16). */
+export function vecWord(vector: number): number {
+  return vector >>> 5;
+}
