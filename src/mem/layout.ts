@@ -355,3 +355,28 @@ export function vecPos(vector: number): number {
 export function vecWord(vector: number): number {
   return vector >>> 5;
 }
+
+const FIELD_NAMES: Record<string, Record<number, string>> = {
+  vm: Object.fromEntries(Object.entries(VM).map(([k, v]) => [v * LINE_WORDS, k])),
+  'pi-desc': { 0: 'PIR0', 1: 'PIR1', 2: 'PIR2', 3: 'PIR3', 4: 'PIR4', 5: 'PIR5', 6: 'PIR6', 7: 'PIR7', 8: 'CONTROL', 9: 'NDST' },
+  vcpu: Object.fromEntries(Object.entries(VCPU).map(([k, v]) => [v, k])),
+  pcpu: Object.fromEntries(Object.entries(PCPU).map(([k, v]) => [v, k])),
+  actor: Object.fromEntries(Object.entries(ACTOR).map(([k, v]) => [v, k])),
+};
+
+/**
+ * Name the machine word at `addr` for reports: region, instance and field,
+ * e.g. "pcpu[1].RUN_SERVING" or "apic-page[2]+0x200".
+ */
+export function describeAddr(layout: Pick<Layout, 'regions'>, addr: Addr | number): string {
+  const byte = addr * 4;
+  for (const r of layout.regions) {
+    if (byte < r.base || byte >= r.base + r.stride * r.count) continue;
+    const inst = Math.floor((byte - r.base) / r.stride);
+    const off = byte - r.base - inst * r.stride;
+    const field = FIELD_NAMES[r.name]?.[off >> 2];
+    const where = r.count > 1 || r.name !== 'vm' ? `${r.name}[${inst}]` : r.name;
+    return field ? `${where}.${field}` : `${where}+0x${off.toString(16)}`;
+  }
+  return `word ${addr} (outside the machine)`;
+}

@@ -14,6 +14,21 @@ const SLICE_MS = 20;
 /** Spin iterations before a waiter falls back to Atomics.wait (bounded spinning). */
 export const SPIN_LIMIT = 200;
 
+/**
+ * Per-thread wait diagnostics (each worker has its own copy of this module).
+ * `lateWakeups` counts slices that timed out although the word had changed: the change came
+ * without a notify. For a protocol that notifies on every change (the doorbell), a non-zero
+ * count is a lost wake-up that the slice timeout papered over.
+ */
+export const waitStats = { sleeps: 0, lateWakeups: 0, polls: 0 };
+
+/** Reset {@link waitStats} (tests). */
+export function resetWaitStats(): void {
+  waitStats.sleeps = 0;
+  waitStats.lateWakeups = 0;
+  waitStats.polls = 0;
+}
+
 /** Thrown when the run was aborted while an actor waited. */
 export function abortedError(acc: Access, what: string): EmuError {
   return new EmuError('EMU_ERR_ABORTED', `${acc.name}: run aborted while waiting for ${what}`, { actor: acc.name, detail: { what } });
@@ -46,9 +61,13 @@ export function waitWhileEqual(acc: Access, addr: Addr, expected: number, label:
           detail: { what, label, addr, expected },
         });
       }
+      waitStats.sleeps++;
       const r = acc.wait(addr, expected, Math.min(SLICE_MS, left), label);
       if (r !== 'timed-out') return;
-      if (acc.readOnce(addr, label) !== expected) return;
+      if (acc.readOnce(addr, label) !== expected) {
+        waitStats.lateWakeups++;
+        return;
+      }
     }
   } finally {
     acc.poke(L.actor(acc.actor, ACTOR.WAIT_LABEL), 0);
@@ -66,4 +85,51 @@ export function spinThenWait(acc: Access, addr: Addr, expected: number, label: R
     acc.cpuRelax(label);
   }
   waitWhileEqual(acc, addr, expected, label, what, deadlineMs);
+}
+
+/** Longest single sleep of {@link pollUntil} (ms). */
+const POLL_MAX_SLEEP_MS = 1;
+/** First sleep of {@link pollUntil} after its spin phase (ms); doubles up to the maximum. */
+const POLL_MIN_SLEEP_MS = 0.05;
+
+/**
+ * Poll `done()` until it returns true, for conditions no single word expresses (sums over
+ * per-actor counters): {@link SPIN_LIMIT} spins, then sleeps on `addr` with a timeout that backs
+ * off from 0.05 ms to 1 ms. Throws EMU_ERR_DEADLINE after `deadlineMs` with the message built by
+ * `what()` (evaluated only then, so it may name the culprits), EMU_ERR_ABORTED if the run aborts.
+ * `addr` only provides something to sleep on; a change of it ends a sleep early.
+ */
+export function pollUntil(acc: Access, addr: Addr, label: RacePoint, done: () => boolean, what: () => string, deadlineMs = acc.deadlineMs): void {
+  if (done()) return;
+  const L = acc.layout;
+  const start = performance.now();
+  acc.poke(L.actor(acc.actor, ACTOR.WAIT_LABEL), acc.labelId(label));
+  acc.poke(L.actor(acc.actor, ACTOR.WAIT_ADDR), addr);
+  const prevStatus = acc.peek(L.actor(acc.actor, ACTOR.STATUS));
+  acc.poke(L.actor(acc.actor, ACTOR.STATUS), ActorStatus.BLOCKED);
+  try {
+    for (let i = 0; i < SPIN_LIMIT; i++) {
+      acc.cpuRelax(label);
+      if (done()) return;
+    }
+    let sleepMs = POLL_MIN_SLEEP_MS;
+    for (;;) {
+      if (runAborted(acc)) throw abortedError(acc, what());
+      const left = deadlineMs - (performance.now() - start);
+      if (left <= 0) {
+        const w = what();
+        throw new EmuError('EMU_ERR_DEADLINE', `${acc.name} stuck for ${deadlineMs} ms waiting for ${w} (at ${label})`, {
+          actor: acc.name,
+          detail: { what: w, label, addr },
+        });
+      }
+      waitStats.polls++;
+      acc.wait(addr, acc.readOnce(addr, label), Math.min(sleepMs, left), label);
+      sleepMs = Math.min(sleepMs * 2, POLL_MAX_SLEEP_MS);
+      if (done()) return;
+    }
+  } finally {
+    acc.poke(L.actor(acc.actor, ACTOR.WAIT_LABEL), 0);
+    acc.poke(L.actor(acc.actor, ACTOR.STATUS), prevStatus);
+  }
 }

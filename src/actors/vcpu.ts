@@ -1,0 +1,126 @@
+/**
+ * The vCPU thread: KVM_RUN's loop (arch/x86/kvm/x86.c vcpu_run) on its own worker.
+ *
+ *   Running --time slice over, others queued--> Preempted --pCPU free--> Running
+ *   Running --HLT exit--> Blocked --wake-up / interrupt--> Running
+ *   any     --RUN_STATE = STOP or ABORT--> Done
+ *
+ * The loop is synchronous between yields; it yields to the worker's event loop once per time
+ * slice and once per blocked slice, which is where comlink RPCs are answered.
+ */
+import { PCPU, RunState, VCPU, VM, type PcpuId, type VcpuId } from '../mem/layout.js';
+import { runAborted } from '../sync/wait.js';
+import { vcpuEnterGuest } from '../kvm/x86.js';
+import { kvmVcpuBlockBegin, kvmVcpuBlockEnd, kvmVcpuBlockIter } from '../kvm/block.js';
+import { TASK_INTERRUPTIBLE } from '../kvm/kick.js';
+import type { GuestProgram, KvmCtx } from '../kvm/x86-ops.js';
+import { pcpuRunLock, pcpuRunUnlock, pcpuRunWaiters, yieldToEventLoop } from './sched.js';
+
+/** Tunables of the vCPU loop. */
+export interface VcpuLoopParams {
+  /** Guest steps per VM-entry before a preemption-timer exit. */
+  guestSteps: number;
+  /** Time slice in ms before yielding (and handing the pCPU on if others wait). */
+  sliceMs: number;
+  /** Longest single sleep of a blocked vCPU before it re-checks the run state (ms). */
+  blockSliceMs: number;
+}
+
+/** Defaults sized for a 2-core host. */
+export const DEFAULT_VCPU_LOOP: VcpuLoopParams = { guestSteps: 512, sliceMs: 2, blockSliceMs: 20 };
+
+/** A vCPU actor: one vCPU, its home pCPU, its guest program. */
+export class VcpuActor {
+  private loaded = false;
+  constructor(
+    readonly ctx: KvmCtx,
+    readonly vcpu: VcpuId,
+    readonly home: PcpuId,
+    readonly guest: GuestProgram,
+    readonly params: VcpuLoopParams = DEFAULT_VCPU_LOOP,
+  ) {}
+
+  private runState(): number {
+    return this.ctx.acc.peek(this.ctx.L.vm(VM.RUN_STATE));
+  }
+  /** Set by the control plane's stop(). */
+  stopRequested = false;
+
+  private stopping(): boolean {
+    return this.stopRequested || this.runState() === RunState.STOP || runAborted(this.ctx.acc);
+  }
+
+  /** vcpu_load(): take the home pCPU and load the vCPU there. @kvm virt/kvm/kvm_main.c vcpu_load */
+  load(): void {
+    const { acc, L } = this.ctx;
+    pcpuRunLock(acc, this.home);
+    this.ctx.cpu = this.home;
+    acc.writeOnce(L.pcpu(this.home, PCPU.CURRENT_VCPU), this.vcpu, 'sched:current-vcpu');
+    acc.writeOnce(L.vcpu(this.vcpu, VCPU.CPU), this.home, 'vcpu:cpu-write');
+    this.ctx.ops.vcpuLoad(this.ctx, this.vcpu, this.home);
+    this.loaded = true;
+  }
+
+  /** vcpu_put(): unload and hand the pCPU on. @kvm virt/kvm/kvm_main.c vcpu_put */
+  put(): void {
+    const { acc, L } = this.ctx;
+    this.ctx.ops.vcpuPut(this.ctx, this.vcpu);
+    acc.writeOnce(L.pcpu(this.home, PCPU.CURRENT_VCPU), -1, 'sched:current-vcpu');
+    this.ctx.cpu = -1;
+    this.loaded = false;
+    pcpuRunUnlock(acc, this.home);
+  }
+
+  /** schedule() while blocked: sched-out, sleep while TASK_INTERRUPTIBLE, sched-in. */
+  private schedule(): void {
+    const { acc, L } = this.ctx;
+    this.put();
+    acc.wait(L.vcpu(this.vcpu, VCPU.TASK_STATE), TASK_INTERRUPTIBLE, this.params.blockSliceMs, 'vcpu:schedule');
+    this.load();
+  }
+
+  /** Halt: block until runnable or the run stops. @kvm arch/x86/kvm/x86.c vcpu_block */
+  private async block(): Promise<void> {
+    const { ctx, vcpu } = this;
+    kvmVcpuBlockBegin(ctx, vcpu);
+    try {
+      while (!kvmVcpuBlockIter(ctx, vcpu, () => this.schedule())) {
+        if (this.stopping()) return;
+        await yieldToEventLoop();
+      }
+    } finally {
+      kvmVcpuBlockEnd(ctx, vcpu);
+    }
+  }
+
+  /** The KVM_RUN loop until the run stops. @kvm arch/x86/kvm/x86.c vcpu_run */
+  async run(): Promise<void> {
+    const { ctx, vcpu, params } = this;
+    this.load();
+    try {
+      let sliceStart = performance.now();
+      while (!this.stopping()) {
+        if (vcpuEnterGuest(ctx, vcpu, this.guest, params.guestSteps) === 'halt') {
+          await this.block();
+          sliceStart = performance.now();
+          continue;
+        }
+        if (performance.now() - sliceStart >= params.sliceMs) {
+          if (pcpuRunWaiters(ctx.acc, this.home) > 0) {
+            ctx.stats.count('preemptions');
+            ctx.acc.writeOnce(ctx.L.vcpu(vcpu, VCPU.PREEMPTED), 1, 'vcpu:preempted');
+            this.put();
+            await yieldToEventLoop();
+            this.load();
+            ctx.acc.writeOnce(ctx.L.vcpu(vcpu, VCPU.PREEMPTED), 0, 'vcpu:preempted');
+          } else {
+            await yieldToEventLoop();
+          }
+          sliceStart = performance.now();
+        }
+      }
+    } finally {
+      if (this.loaded) this.put();
+    }
+  }
+}

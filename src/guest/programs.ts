@@ -1,0 +1,96 @@
+/**
+ * Guest programs: what the software inside a vCPU does. They talk to their (virtual) local
+ * APIC only the way a guest can: WRMSR to the x2APIC ICR, HLT, and their interrupt handlers.
+ * Each holds its own seeded PRNG, so a run seed reproduces the guest's choices.
+ */
+import { Prng } from '../util/prng.js';
+import type { GuestAction, GuestProgram } from '../kvm/x86-ops.js';
+
+/** x2APIC ICR MSR. */
+export const MSR_X2APIC_ICR = 0x830;
+
+/** Parameters of the IPI storm workload. */
+export interface IpiStormParams {
+  /** IPIs sent between two HLTs; 0 = never halt (pure storm). */
+  burst: number;
+  /** Lowest and highest vector used (inclusive, 16..255). */
+  vectorLo: number;
+  vectorHi: number;
+}
+
+/** The storm's defaults: bursts of 8, vectors 0x40..0xdf. */
+export const DEFAULT_STORM: IpiStormParams = { burst: 8, vectorLo: 0x40, vectorHi: 0xdf };
+
+/**
+ * IPI storm: send `burst` fixed IPIs to random other vCPUs (physical destination), then HLT
+ * until an interrupt arrives; handle every interrupt. When the run drains, stop sending and
+ * keep handling (then HLT stays idle).
+ */
+export class IpiStormGuest implements GuestProgram {
+  private sentInBurst = 0;
+  private readonly prng: Prng;
+  constructor(
+    private readonly self: number,
+    private readonly nrVcpus: number,
+    private readonly p: IpiStormParams,
+    seed: number,
+    /** Returns false once the workload should stop sending (drain). */
+    private readonly sending: () => boolean,
+  ) {
+    this.prng = new Prng(seed);
+  }
+  onInterrupt(): void {
+    // The handler body: nothing to do besides the EOI the CPU model performs.
+  }
+  step(): GuestAction {
+    if (this.nrVcpus < 2 || !this.sending()) return { kind: 'hlt' };
+    if (this.p.burst > 0 && this.sentInBurst >= this.p.burst) {
+      this.sentInBurst = 0;
+      return { kind: 'hlt' };
+    }
+    this.sentInBurst++;
+    let dest = this.prng.below(this.nrVcpus - 1);
+    if (dest >= this.self) dest++;
+    const vector = this.p.vectorLo + this.prng.below(this.p.vectorHi - this.p.vectorLo + 1);
+    return { kind: 'wrmsr', msr: MSR_X2APIC_ICR, lo: vector, hi: dest };
+  }
+}
+
+/**
+ * Ping-pong: vCPU `pinger` sends `pingVector` to `ponger`; the ponger's handler answers with
+ * `pongVector`; the pinger's handler counts a round trip and sends the next ping. Other vCPUs
+ * idle in HLT. Used for round-trip latency.
+ */
+export class PingPongGuest implements GuestProgram {
+  private owe = false;
+  roundTrips = 0;
+  constructor(
+    private readonly self: number,
+    private readonly pinger: number,
+    private readonly ponger: number,
+    private readonly pingVector: number,
+    private readonly pongVector: number,
+    private readonly sending: () => boolean,
+    /** Spin in the guest while waiting (true) or HLT (false). */
+    private readonly spin: boolean,
+  ) {
+    this.owe = self === pinger;
+  }
+  onInterrupt(vector: number): void {
+    if (this.self === this.ponger && vector === this.pingVector) this.owe = true;
+    if (this.self === this.pinger && vector === this.pongVector) {
+      this.roundTrips++;
+      this.owe = true;
+    }
+  }
+  step(): GuestAction {
+    if (this.owe && this.sending()) {
+      this.owe = false;
+      const dest = this.self === this.pinger ? this.ponger : this.pinger;
+      const vector = this.self === this.pinger ? this.pingVector : this.pongVector;
+      return { kind: 'wrmsr', msr: MSR_X2APIC_ICR, lo: vector, hi: dest };
+    }
+    if (this.self !== this.pinger && this.self !== this.ponger) return { kind: 'hlt' };
+    return this.spin && this.sending() ? { kind: 'run' } : { kind: 'hlt' };
+  }
+}

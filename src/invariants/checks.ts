@@ -1,0 +1,99 @@
+/**
+ * Named invariant checkers: pure functions over accounting, snapshots and events, returning
+ * violations (never throwing). Shared by tests, the CLI and benchmarks.
+ */
+import type { Accounting } from './accounting.js';
+import { bitmapVectors, type MachineSnapshot, type VcpuSnapshot } from './snapshot.js';
+import type { HvEvent } from '../trace/events.js';
+
+/** A broken invariant, with what it concerns and the last events that touched it. */
+export interface Violation {
+  invariant: string;
+  message: string;
+  vcpu?: number;
+  vector?: number;
+  events?: HvEvent[];
+}
+
+/** Where an interrupt of vector `vec` still sits on vCPU `s`, if anywhere. */
+export function whereIsVector(s: VcpuSnapshot, vec: number): string {
+  const places: string[] = [];
+  if (bitmapVectors(s.pir).includes(vec)) places.push(`PIR (ON=${s.on ? 1 : 0})`);
+  if (bitmapVectors(s.irr).includes(vec)) places.push('vIRR');
+  if (bitmapVectors(s.isr).includes(vec)) places.push('vISR');
+  return places.length ? places.join(' + ') : 'nowhere (gone)';
+}
+
+/** vCPU sleeping in kvm_vcpu_block(). */
+export function isSleeping(s: VcpuSnapshot): boolean {
+  return s.waitTask !== 0 && s.taskState !== 0;
+}
+
+/** Does the vCPU hold an interrupt the guest could take (PIR, or vIRR above PPR)? */
+export function hasPendingInterrupt(s: VcpuSnapshot): boolean {
+  if (s.pir.some((w) => w !== 0)) return true;
+  const irr = bitmapVectors(s.irr);
+  const top = irr.length ? irr[irr.length - 1]! : -1;
+  return top >= 0 && (top & 0xf0) > (s.ppr & 0xf0);
+}
+
+/**
+ * Nothing in flight: every vCPU asleep in HLT with empty PIR, vIRR and vISR, ON clear.
+ * (The state in which sent = delivered + coalesced must hold.)
+ */
+export function isQuiescent(snap: MachineSnapshot): boolean {
+  return snap.vcpus.every((s) => isSleeping(s) && !s.on && s.pir.every((w) => w === 0) && s.irr.every((w) => w === 0) && s.isr.every((w) => w === 0));
+}
+
+/**
+ * Lost-wake-up freedom (domain notes 0.2): a vCPU asleep with an interrupt pending is a
+ * violation once the machine has had time to settle (checked after the drain phase).
+ */
+export function noSleepingWithPending(snap: MachineSnapshot): Violation[] {
+  const out: Violation[] = [];
+  for (const s of snap.vcpus) {
+    if (isSleeping(s) && hasPendingInterrupt(s)) {
+      const vecs = [...bitmapVectors(s.pir), ...bitmapVectors(s.irr)];
+      out.push({
+        invariant: 'noSleepingWithPending',
+        vcpu: s.vcpu,
+        vector: vecs[0] ?? -1,
+        message: `vcpu${s.vcpu} sleeps in HLT with vectors ${vecs.map((v) => '0x' + v.toString(16)).join(', ')} pending (ON=${s.on ? 1 : 0}) and no wake-up in flight`,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Every interrupt sent was delivered or coalesced: for each (vCPU, vector),
+ * sent == delivered + coalesced. Each violation says where the vector still sits.
+ */
+export function noLostInterrupt(acct: Accounting, snap: MachineSnapshot | undefined): Violation[] {
+  return acct.unbalanced.map((u) => {
+    const s = snap?.vcpus[u.vcpu];
+    const where = s ? `; now in ${whereIsVector(s, u.vector)}` : '';
+    const what = u.lost > 0 ? `${u.lost} lost` : `${-u.lost} delivered more often than sent`;
+    return {
+      invariant: 'noLostInterrupt',
+      vcpu: u.vcpu,
+      vector: u.vector,
+      message: `vcpu${u.vcpu} vector 0x${u.vector.toString(16)}: sent ${u.sent}, delivered ${u.delivered}, coalesced ${u.coalesced} (${what})${where}`,
+    };
+  });
+}
+
+/** Attach the last `n` events that touched each violation's vCPU (and vector, if any). */
+export function attachEvents(violations: Violation[], recent: readonly HvEvent[], n = 12): Violation[] {
+  return violations.map((v) => {
+    if (v.vcpu === undefined) return v;
+    const hits: HvEvent[] = [];
+    for (let i = recent.length - 1; i >= 0 && hits.length < n; i--) {
+      const e = recent[i]!;
+      const touchesVcpu = e.a === v.vcpu || e.actor === `vcpu${v.vcpu}`;
+      const touchesVector = v.vector === undefined || v.vector < 0 || e.b === v.vector || e.type.startsWith('vcpu:');
+      if (touchesVcpu && touchesVector) hits.push(e);
+    }
+    return { ...v, events: hits.reverse() };
+  });
+}

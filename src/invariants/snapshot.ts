@@ -1,0 +1,101 @@
+/**
+ * Snapshots of machine state for the invariant checkers: plain data, taken by the main thread
+ * through its access layer without race points (bookkeeping reads).
+ */
+import { PCPU, PID, VCPU, VM, type Layout } from '../mem/layout.js';
+import { APIC_IRR, APIC_ISR, APIC_PROCPRI, APIC_TASKPRI } from '../mem/apicdef.js';
+import type { Access } from '../mem/access.js';
+
+/** One vCPU's interrupt state. */
+export interface VcpuSnapshot {
+  vcpu: number;
+  mode: number;
+  requests: number;
+  cpu: number;
+  waitTask: number;
+  taskState: number;
+  blocking: number;
+  apicvActive: number;
+  rvi: number;
+  svi: number;
+  /** PIR words 0..7. */
+  pir: number[];
+  on: boolean;
+  sn: boolean;
+  nv: number;
+  ndst: number;
+  irr: number[];
+  isr: number[];
+  tpr: number;
+  ppr: number;
+}
+
+/** One pCPU's state. */
+export interface PcpuSnapshot {
+  pcpu: number;
+  hostIrrSys: number;
+  currentVcpu: number;
+}
+
+/** The whole machine. */
+export interface MachineSnapshot {
+  runState: number;
+  vcpus: VcpuSnapshot[];
+  pcpus: PcpuSnapshot[];
+}
+
+function words(acc: Access, f: (i: number) => number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < 8; i++) out.push(acc.peek(f(i) as never) >>> 0);
+  return out;
+}
+
+/** Read a consistent-enough snapshot (each word read once; actors may still run). */
+export function snapshotMachine(acc: Access): MachineSnapshot {
+  const L: Layout = acc.layout;
+  const vcpus: VcpuSnapshot[] = [];
+  for (let v = 0; v < L.config.vcpus; v++) {
+    const ctl = acc.peek(L.pid(v, PID.CONTROL));
+    const st = acc.peek(L.vcpu(v, VCPU.GUEST_INTR_STATUS));
+    vcpus.push({
+      vcpu: v,
+      mode: acc.peek(L.vcpu(v, VCPU.MODE)),
+      requests: acc.peek(L.vcpu(v, VCPU.REQUESTS)),
+      cpu: acc.peek(L.vcpu(v, VCPU.CPU)),
+      waitTask: acc.peek(L.vcpu(v, VCPU.WAIT_TASK)),
+      taskState: acc.peek(L.vcpu(v, VCPU.TASK_STATE)),
+      blocking: acc.peek(L.vcpu(v, VCPU.BLOCKING)),
+      apicvActive: acc.peek(L.vcpu(v, VCPU.APICV_ACTIVE)),
+      rvi: st & 0xff,
+      svi: (st >>> 8) & 0xff,
+      pir: words(acc, (i) => L.pid(v, PID.PIR, i)),
+      on: (ctl & 1) !== 0,
+      sn: (ctl & 2) !== 0,
+      nv: (ctl >>> 16) & 0xff,
+      ndst: acc.peek(L.pid(v, PID.NDST)),
+      irr: words(acc, (i) => L.apicBitmapWord(v, APIC_IRR, i)),
+      isr: words(acc, (i) => L.apicBitmapWord(v, APIC_ISR, i)),
+      tpr: acc.peek(L.apicReg(v, APIC_TASKPRI)),
+      ppr: acc.peek(L.apicReg(v, APIC_PROCPRI)),
+    });
+  }
+  const pcpus: PcpuSnapshot[] = [];
+  for (let p = 0; p < L.config.pcpus; p++) {
+    pcpus.push({ pcpu: p, hostIrrSys: acc.peek(L.pcpu(p, PCPU.HOST_IRR_SYS)) >>> 0, currentVcpu: acc.peek(L.pcpu(p, PCPU.CURRENT_VCPU)) });
+  }
+  return { runState: acc.peek(L.vm(VM.RUN_STATE)), vcpus, pcpus };
+}
+
+/** Vectors set in a 256-bit bitmap given as 8 words. */
+export function bitmapVectors(w: readonly number[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    let x = w[i]! >>> 0;
+    while (x !== 0) {
+      const b = 31 - Math.clz32(x);
+      x &= ~(1 << b);
+      out.push(i * 32 + b);
+    }
+  }
+  return out.sort((a, b) => a - b);
+}

@@ -1,0 +1,78 @@
+/**
+ * The vendor seam, like kvm_x86_ops (arch/x86/include/asm/kvm-x86-ops.h): generic KVM code
+ * calls these; vendor modules (vendor/vmx, later svm/avic, tdx, savic) implement them.
+ */
+import type { Access } from '../mem/access.js';
+import type { Layout, PcpuId, VcpuId } from '../mem/layout.js';
+import type { ActorStats } from './stats.js';
+import type { Tracer } from '../trace/events.js';
+
+/** What a thread knows about itself: the kernel's smp_processor_id() and kvm_get_running_vcpu(). */
+export interface KvmCtx {
+  readonly acc: Access;
+  readonly L: Layout;
+  readonly nrVcpus: number;
+  readonly ops: KvmX86Ops;
+  readonly stats: ActorStats;
+  readonly trace: Tracer;
+  /** kvm_get_running_vcpu(): the vCPU this thread runs, -1 for pCPU/device threads. */
+  readonly runningVcpu: VcpuId;
+  /** smp_processor_id(): the pCPU this thread is on right now (-1 when not on any). */
+  cpu: PcpuId;
+}
+
+/** Reasons a guest run stops, as VM-exit reasons (SDM appendix C names). */
+export const ExitReason = {
+  EXTERNAL_INTERRUPT: 1,
+  HLT: 12,
+  MSR_WRITE: 32,
+  PREEMPTION_TIMER: 52,
+} as const;
+export type ExitReason = (typeof ExitReason)[keyof typeof ExitReason];
+
+/** A guest's next move, as the CPU model sees it. */
+export type GuestAction =
+  | { kind: 'wrmsr'; msr: number; lo: number; hi: number }
+  | { kind: 'hlt' }
+  | { kind: 'run' };
+
+/** The guest program running on a vCPU (the workload). */
+export interface GuestProgram {
+  /** The CPU delivered `vector` to the guest; the guest runs its handler (and then EOIs). */
+  onInterrupt(vector: number): void;
+  /** The guest's next instruction of interest. */
+  step(): GuestAction;
+}
+
+/** Result of one guest run (VM-entry to VM-exit). */
+export interface GuestExit {
+  reason: ExitReason;
+  /** For MSR_WRITE: the MSR and value. */
+  msr?: number;
+  lo?: number;
+  hi?: number;
+}
+
+/**
+ * Vendor operations. Names follow kvm-x86-ops.h.
+ * @kvm arch/x86/include/asm/kvm-x86-ops.h
+ */
+export interface KvmX86Ops {
+  readonly name: string;
+  /** Deliver an accepted fixed interrupt to `target`. @kvm kvm_x86_ops.deliver_interrupt */
+  deliverInterrupt(ctx: KvmCtx, target: VcpuId, vector: number, level: boolean): void;
+  /** Move posted interrupts into the vIRR; returns max_irr. @kvm kvm_x86_ops.sync_pir_to_irr */
+  syncPirToIrr(ctx: KvmCtx, v: VcpuId): number;
+  /** Does the vCPU have an interrupt the guest can take? (kvm_cpu_has_interrupt path) */
+  apicHasInterrupt(ctx: KvmCtx, v: VcpuId): boolean;
+  /** Non-APICv software injection at entry (KVM_REQ_EVENT). @kvm kvm_x86_ops.inject_irq */
+  injectPending(ctx: KvmCtx, v: VcpuId): void;
+  /** sched-in on `cpu`. @kvm kvm_x86_ops.vcpu_load */
+  vcpuLoad(ctx: KvmCtx, v: VcpuId, cpu: PcpuId): void;
+  /** sched-out. @kvm kvm_x86_ops.vcpu_put */
+  vcpuPut(ctx: KvmCtx, v: VcpuId): void;
+  /** Run the guest until a VM-exit (hardware). @kvm kvm_x86_ops.vcpu_run */
+  vcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps: number): GuestExit;
+  /** Host interrupt handler for a system vector taken in root mode on this pCPU. */
+  handleHostIrq(ctx: KvmCtx, vector: number): void;
+}

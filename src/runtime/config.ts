@@ -1,0 +1,57 @@
+/**
+ * Validation of user-facing parameters: every error names the parameter (EMU_ERR_BAD_PARAM).
+ */
+import { badParam } from '../errors.js';
+import { parseVendor, type Vendor } from '../vendor/index.js';
+
+/** A machine's shape. */
+export interface MachineConfig {
+  /** Interrupt-virtualization model; 'vmx' (Intel APICv with posted interrupts). */
+  vendor?: string;
+  /** Number of vCPUs, 1..256 (default 4). */
+  vcpus?: number;
+  /** Number of physical CPUs, 1..64 (default 2). */
+  pcpus?: number;
+  /** Records per actor event ring (power of two, default 16384). */
+  ringRecords?: number;
+}
+
+/** A validated machine configuration. */
+export interface ResolvedMachineConfig {
+  vendor: Vendor;
+  vcpus: number;
+  pcpus: number;
+  ringRecords: number;
+}
+
+/** The built-in default machine: 4 vCPUs on 2 pCPUs, VMX. */
+export const DEFAULT_MACHINE: ResolvedMachineConfig = { vendor: 'vmx', vcpus: 4, pcpus: 2, ringRecords: 16384 };
+
+/** Check that `value` is an integer in lo..hi; the error names `param`. */
+export function checkInt(param: string, value: unknown, lo: number, hi: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || !Number.isInteger(value)) throw badParam(param, `${String(value)} is not an integer`);
+  if (value < lo || value > hi) throw badParam(param, `${value} (must be in ${lo}..${hi})`);
+  return value;
+}
+
+/** Check that `value` is a finite number in lo..hi; the error names `param`. */
+export function checkNumber(param: string, value: unknown, lo: number, hi: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw badParam(param, `${String(value)} is not a number`);
+  if (value < lo || value > hi) throw badParam(param, `${value} (must be in ${lo}..${hi})`);
+  return value;
+}
+
+/** Validate a machine configuration, filling defaults. */
+export function resolveMachineConfig(cfg: MachineConfig = {}): ResolvedMachineConfig {
+  return {
+    vendor: parseVendor(cfg.vendor ?? DEFAULT_MACHINE.vendor),
+    vcpus: checkInt('vcpus', cfg.vcpus ?? DEFAULT_MACHINE.vcpus, 1, 256),
+    pcpus: checkInt('pcpus', cfg.pcpus ?? DEFAULT_MACHINE.pcpus, 1, 64),
+    ringRecords: checkInt('ringRecords', cfg.ringRecords ?? DEFAULT_MACHINE.ringRecords, 16, 1 << 20),
+  };
+}
+
+/** Check an interrupt vector for delivery (16..255). */
+export function checkVector(param: string, vector: unknown): number {
+  return checkInt(param, vector, 16, 255);
+}

@@ -1,0 +1,34 @@
+/**
+ * Vendor registry: one {@link KvmX86Ops} per interrupt-virtualization model.
+ */
+import type { Access } from '../mem/access.js';
+import type { KvmX86Ops } from '../kvm/x86-ops.js';
+import { badParam } from '../errors.js';
+import { vmxVcpuCreate, vmxX86Ops } from './vmx/index.js';
+
+/** Vendors a machine can be built with. */
+export const VENDORS = ['vmx'] as const;
+/** A vendor name. */
+export type Vendor = (typeof VENDORS)[number];
+
+/** A vendor's operations plus its per-vCPU creation hook. */
+export interface VendorModule {
+  ops: KvmX86Ops;
+  /** kvm_x86_ops.vcpu_create: vendor state of a new vCPU. */
+  vcpuCreate(acc: Access, v: number, firstCpu: number): void;
+}
+
+const modules: Record<Vendor, VendorModule> = {
+  vmx: { ops: vmxX86Ops, vcpuCreate: vmxVcpuCreate },
+};
+
+/** Check a vendor name (EMU_ERR_BAD_PARAM naming `vendor` otherwise). */
+export function parseVendor(name: string): Vendor {
+  if ((VENDORS as readonly string[]).includes(name)) return name as Vendor;
+  throw badParam('vendor', `unknown vendor "${name}" (known: ${VENDORS.join(', ')})`);
+}
+
+/** The module of a vendor. */
+export function vendorModule(v: Vendor): VendorModule {
+  return modules[v];
+}

@@ -1,0 +1,92 @@
+/**
+ * What the CPU does in VMX non-root operation with APICv (Intel SDM vol. 3C ch. 29–31):
+ * external interrupts cause VM-exits, except the posted-interrupt notification vector, which is
+ * processed in place (29.6); virtual interrupts are delivered from RVI when RVI[7:4] > VPPR[7:4]
+ * (29.2.2); virtual EOI clears VISR[SVI] (29.1.2). The guest's program runs between these checks.
+ *
+ * This is the body of kvm_x86_ops.vcpu_run for VMX: VM-entry to VM-exit, on the vCPU's thread.
+ */
+import { PCPU, PID, VCPU, type VcpuId } from '../../mem/layout.js';
+import { APIC_PROCPRI } from '../../mem/apicdef.js';
+import { FIRST_SYSTEM_VECTOR_WORD } from '../../kvm/kick.js';
+import { apicFindHighestIrr, apicFindHighestIsr, apicSetEoi, kvmApicAckInterrupt } from '../../apic/index.js';
+import { EV } from '../../trace/events.js';
+import { ExitReason, type GuestExit, type GuestProgram, type KvmCtx } from '../../kvm/x86-ops.js';
+import { piClearOn, piNv } from './pi-desc.js';
+import { kvmApicUpdateIrr } from './posted-intr.js';
+
+/**
+ * Posted-interrupt processing (SDM 29.6), steps uninterruptible from the guest's view:
+ * ack the notification in the local APIC, clear ON, VIRR |= PIR and PIR = 0,
+ * RVI = max(RVI, highest PIR vector).
+ */
+export function vmxProcessPostedInterrupts(ctx: KvmCtx, v: VcpuId): void {
+  const { acc, L } = ctx;
+  piClearOn(acc, v);
+  const r = kvmApicUpdateIrr(ctx, v);
+  if (r.pirMax >= 0) {
+    const a = L.vcpu(v, VCPU.GUEST_INTR_STATUS);
+    const st = acc.readOnce(a, 'hw:intr-status-read');
+    if (r.pirMax > (st & 0xff)) acc.writeOnce(a, (st & ~0xff) | r.pirMax, 'hw:rvi-write');
+  }
+  ctx.stats.count('hwPiProcessed');
+  ctx.trace.emit(EV.HW_PI, v, r.maxIrr);
+}
+
+/**
+ * Virtual-interrupt delivery (SDM 29.2.2) followed by the guest handler and its virtual EOI
+ * (29.1.2). Returns true if an interrupt was delivered.
+ */
+function vmxEvaluatePendingVirtualInterrupt(ctx: KvmCtx, v: VcpuId, guest: GuestProgram): boolean {
+  const { acc, L } = ctx;
+  const sAddr = L.vcpu(v, VCPU.GUEST_INTR_STATUS);
+  const st = acc.readOnce(sAddr, 'hw:intr-status-read');
+  const rvi = st & 0xff;
+  if (rvi === 0) return false;
+  const vppr = acc.readOnce(L.apicReg(v, APIC_PROCPRI), 'hw:vppr-read');
+  if ((rvi & 0xf0) <= (vppr & 0xf0)) return false;
+  // Deliver: VISR[RVI] = 1, VIRR[RVI] = 0, VPPR = RVI & 0xF0, SVI = RVI, RVI = highest VIRR.
+  kvmApicAckInterrupt(acc, v, rvi);
+  const next = apicFindHighestIrr(acc, v);
+  acc.writeOnce(sAddr, ((rvi & 0xff) << 8) | (next < 0 ? 0 : next), 'hw:intr-status-write');
+  ctx.trace.emit(EV.ACK, v, rvi);
+  guest.onInterrupt(rvi);
+  ctx.stats.countDelivered(v, rvi);
+  ctx.trace.emit(EV.DELIVERED, v, rvi);
+  // The handler's EOI write is virtualized: VISR[SVI] = 0, SVI = highest VISR, VPPR updated.
+  const eoi = apicSetEoi(acc, v);
+  const isr = apicFindHighestIsr(acc, v);
+  const st2 = acc.readOnce(sAddr, 'hw:intr-status-read');
+  acc.writeOnce(sAddr, (st2 & 0xff) | ((isr < 0 ? 0 : isr) << 8), 'hw:svi-write');
+  ctx.trace.emit(EV.EOI, v, eoi);
+  return true;
+}
+
+/**
+ * Run the guest from VM-entry until a VM-exit, at most `maxSteps` guest steps (then a
+ * VMX-preemption-timer exit, which is how the host scheduler's time slice reaches the vCPU).
+ * @kvm arch/x86/kvm/vmx/vmx.c vmx_vcpu_run
+ */
+export function vmxVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps: number): GuestExit {
+  const { acc, L } = ctx;
+  const hostIrr = L.pcpu(ctx.cpu, PCPU.HOST_IRR_SYS);
+  const control = L.pid(v, PID.CONTROL);
+  for (let step = 0; step < maxSteps; step++) {
+    const pending = acc.readOnce(hostIrr, 'hw:host-irr-read');
+    if (pending !== 0) {
+      const nv = piNv(acc.readOnce(control, 'hw:pi-nv-read'));
+      const nvBit = nv >= FIRST_SYSTEM_VECTOR_WORD ? 1 << (nv - FIRST_SYSTEM_VECTOR_WORD) : 0;
+      if ((pending & nvBit) !== 0 && acc.testAndClearBit(hostIrr, 31 - Math.clz32(nvBit), 'hw:pi-notification-ack')) {
+        vmxProcessPostedInterrupts(ctx, v);
+      }
+      if ((pending & ~nvBit) !== 0) return { reason: ExitReason.EXTERNAL_INTERRUPT };
+    }
+    if (vmxEvaluatePendingVirtualInterrupt(ctx, v, guest)) continue;
+    const act = guest.step();
+    if (act.kind === 'run') continue;
+    if (act.kind === 'hlt') return { reason: ExitReason.HLT };
+    // x2APIC ICR writes exit (APICv without IPI virtualization); so does any other WRMSR here.
+    return { reason: ExitReason.MSR_WRITE, msr: act.msr, lo: act.lo, hi: act.hi };
+  }
+  return { reason: ExitReason.PREEMPTION_TIMER };
+}
