@@ -19,9 +19,15 @@ import type { Access } from '../mem/access.js';
 import { SPIN_LIMIT, waitWhileEqual } from './wait.js';
 import { notOwnerError, ownerLabel, ownerTag, recursiveLockError, wordAt } from './owner.js';
 
-/** Word offsets of a mutex. */
+/**
+ * Word offsets of a mutex.
+ * @kvm include/linux/mutex_types.h struct mutex (owner, wait_lock/wait_list folded into STATE)
+ */
 export const MUTEX = { STATE: 0, OWNER: 1 } as const;
-/** Values of {@link MUTEX.STATE}. */
+/**
+ * Values of {@link MUTEX.STATE}.
+ * @kvm kernel/locking/mutex.c MUTEX_FLAG_WAITERS (CONTENDED plays its role)
+ */
 export const MutexState = { UNLOCKED: 0, LOCKED: 1, CONTENDED: 2 } as const;
 
 const DEFAULT_WHAT = 'mutex';

@@ -24,9 +24,15 @@ import type { Access } from '../mem/access.js';
 import { SPIN_LIMIT, waitWhileEqual } from './wait.js';
 import { notOwnerError, ownerLabel, ownerTag, recursiveLockError, wordAt } from './owner.js';
 
-/** Word offsets of an rw-semaphore inside its line. */
+/**
+ * Word offsets of an rw-semaphore inside its line.
+ * @kvm include/linux/rwsem.h struct rw_semaphore (count, owner)
+ */
 export const RWSEM = { STATE: 0, SLEEPERS: 1, OWNER: 2 } as const;
-/** Bit fields of {@link RWSEM.STATE}. */
+/**
+ * Bit fields of {@link RWSEM.STATE}.
+ * @kvm kernel/locking/rwsem.c RWSEM_WRITER_LOCKED, RWSEM_FLAG_WAITERS, RWSEM_READER_SHIFT
+ */
 export const RWSEM_STATE = {
   READER_MASK: 0xffff,
   WRITER: 1 << 16,

@@ -24,7 +24,10 @@ import type { Access, RacePoint } from '../mem/access.js';
 import { SPIN_LIMIT, waitWhileEqual } from './wait.js';
 import { notOwnerError, ownerLabel, ownerTag, recursiveLockError, wordAt } from './owner.js';
 
-/** Word offsets of a spinlock. */
+/**
+ * Word offsets of a spinlock.
+ * @kvm include/asm-generic/qspinlock_types.h struct qspinlock (locked byte; SLEEPERS stands in for the MCS queue)
+ */
 export const SPINLOCK = { LOCK: 0, SLEEPERS: 1 } as const;
 
 /** Default race-point label (and report name) of a spinlock. */

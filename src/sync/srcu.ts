@@ -27,9 +27,15 @@ import { mutexLock, mutexUnlock } from './mutex.js';
 import { pollUntil } from './wait.js';
 import { actorLabel, wordAt } from './owner.js';
 
-/** Header word holding the grace-period state ({@link SRCU_GP}); words 2-3 are the GP mutex. */
+/**
+ * Header word holding the grace-period state ({@link SRCU_GP}); words 2-3 are the GP mutex.
+ * @kvm include/linux/srcutree.h struct srcu_usage.srcu_gp_seq (state bits)
+ */
 export const SRCU_HDR_GP_STATE = 4;
-/** Grace-period states (srcu_gp_seq state bits). */
+/**
+ * Grace-period states.
+ * @kvm include/linux/srcutree.h SRCU_STATE_IDLE, SRCU_STATE_SCAN1, SRCU_STATE_SCAN2
+ */
 export const SRCU_GP = { IDLE: 0, SCAN1: 1, SCAN2: 2 } as const;
 
 /**

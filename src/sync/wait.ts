@@ -11,7 +11,10 @@ import { EmuError } from '../errors.js';
 
 /** Longest single futex sleep; between sleeps the abort word and the deadline are checked. */
 const SLICE_MS = 20;
-/** Spin iterations before a waiter falls back to Atomics.wait (bounded spinning). */
+/**
+ * Spin iterations before a waiter falls back to Atomics.wait (bounded spinning).
+ * @kvm kernel/locking/mutex.c mutex_optimistic_spin (bounded here by a count)
+ */
 export const SPIN_LIMIT = 200;
 
 /**
@@ -19,22 +22,32 @@ export const SPIN_LIMIT = 200;
  * `lateWakeups` counts slices that timed out although the word had changed: the change came
  * without a notify. For a protocol that notifies on every change (the doorbell), a non-zero
  * count is a lost wake-up that the slice timeout papered over.
+ * @kvm none: emulator diagnostics (cf. kernel/hung_task.c for what a lost wake-up looks like)
  */
 export const waitStats = { sleeps: 0, lateWakeups: 0, polls: 0 };
 
-/** Reset {@link waitStats} (tests). */
+/**
+ * Reset {@link waitStats} (tests).
+ * @kvm none: emulator diagnostics
+ */
 export function resetWaitStats(): void {
   waitStats.sleeps = 0;
   waitStats.lateWakeups = 0;
   waitStats.polls = 0;
 }
 
-/** Thrown when the run was aborted while an actor waited. */
+/**
+ * Thrown when the run was aborted while an actor waited.
+ * @kvm include/linux/sched/signal.h fatal_signal_pending (a killed task leaves its wait)
+ */
 export function abortedError(acc: Access, what: string): EmuError {
   return new EmuError('EMU_ERR_ABORTED', `${acc.name}: run aborted while waiting for ${what}`, { actor: acc.name, detail: { what } });
 }
 
-/** True once any actor or the main thread aborted the run. */
+/**
+ * True once any actor or the main thread aborted the run.
+ * @kvm include/linux/sched/signal.h fatal_signal_pending
+ */
 export function runAborted(acc: Access): boolean {
   return acc.peek(acc.layout.vm(VM.ABORT)) !== 0;
 }
@@ -43,6 +56,7 @@ export function runAborted(acc: Access): boolean {
  * Sleep until *addr != expected (re-checked by the caller), or throw:
  * EMU_ERR_DEADLINE after `deadlineMs` (default: the actor's), EMU_ERR_ABORTED if the run aborts.
  * `what` names the thing waited for in the report ("slots_lock held by vcpu2").
+ * @kvm kernel/futex/waitwake.c futex_wait (bounded like kernel/hung_task.c check_hung_task)
  */
 export function waitWhileEqual(acc: Access, addr: Addr, expected: number, label: RacePoint, what: string, deadlineMs = acc.deadlineMs): void {
   const L = acc.layout;
@@ -78,6 +92,7 @@ export function waitWhileEqual(acc: Access, addr: Addr, expected: number, label:
 /**
  * Spin up to {@link SPIN_LIMIT} times while *addr == expected, then sleep with
  * {@link waitWhileEqual}. Returns once the word differs (the caller re-checks its condition).
+ * @kvm include/linux/wait.h wait_event (spin then sleep)
  */
 export function spinThenWait(acc: Access, addr: Addr, expected: number, label: RacePoint, what: string, deadlineMs = acc.deadlineMs): void {
   for (let i = 0; i < SPIN_LIMIT; i++) {
@@ -98,6 +113,7 @@ const POLL_MIN_SLEEP_MS = 0.05;
  * off from 0.05 ms to 1 ms. Throws EMU_ERR_DEADLINE after `deadlineMs` with the message built by
  * `what()` (evaluated only then, so it may name the culprits), EMU_ERR_ABORTED if the run aborts.
  * `addr` only provides something to sleep on; a change of it ends a sleep early.
+ * @kvm kernel/rcu/srcutree.c srcu_advance_state → try_check_zero polling with srcu_get_delay backoff
  */
 export function pollUntil(acc: Access, addr: Addr, label: RacePoint, done: () => boolean, what: () => string, deadlineMs = acc.deadlineMs): void {
   if (done()) return;

@@ -1,0 +1,208 @@
+#!/usr/bin/env node
+/**
+ * The `hvemu` command line.
+ *
+ * Exit codes: 0 the run held every invariant; 1 the run found a violation or an actor failed
+ * (a finding, with a report); 2 bad usage or input (message names the parameter); 3 internal error.
+ */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import cliProgress from 'cli-progress';
+import { Machine, type RunHandle, type RunResult } from '../runtime/machine.js';
+import { closeSharedPool } from '../runtime/pool.js';
+import { DEFAULT_MACHINE } from '../runtime/config.js';
+import { DEFAULT_STORM } from '../guest/programs.js';
+import { MsgpackEventWriter } from '../trace/msgpack.js';
+import { EmuError } from '../errors.js';
+import { parseIntOption, parseNumberOption } from './args.js';
+import { resultToJson, resultToText } from './output.js';
+
+/** Exit codes of the CLI. */
+export const EXIT = { OK: 0, FINDING: 1, USAGE: 2, INTERNAL: 3 } as const;
+
+interface RunFlags {
+  vendor: string;
+  vcpus: string;
+  pcpus: string;
+  seconds: string;
+  seed?: string;
+  burst: string;
+  json?: boolean;
+  traceOut?: string;
+  deadlineMs: string;
+  drainMs: string;
+}
+
+class UsageError extends Error {}
+
+const out = (s: string) => process.stdout.write(s + '\n');
+const err = (s: string) => process.stderr.write(s + '\n');
+
+/** Run one workload with live progress (TTY only) and Ctrl-C handling; returns the result. */
+async function runWithUi(m: Machine, opts: Parameters<Machine['run']>[0], label: string, json: boolean, traceOut?: string): Promise<RunResult> {
+  const handle: RunHandle = m.run(opts);
+  const writer = traceOut ? new MsgpackEventWriter(traceOut) : undefined;
+  if (writer) handle.events$.subscribe((e) => writer.write(e));
+  let bar: cliProgress.SingleBar | undefined;
+  if (process.stderr.isTTY && !json) {
+    bar = new cliProgress.SingleBar(
+      { format: `${label} [{bar}] {phase} {elapsed}/{total} s | {sent} sent | {delivered} delivered`, stream: process.stderr, hideCursor: true, clearOnComplete: true },
+      cliProgress.Presets.shades_classic,
+    );
+    const totalS = (opts?.seconds ?? 1).toFixed(1);
+    bar.start(1000, 0, { phase: 'running', elapsed: '0.0', total: totalS, sent: 0, delivered: 0 });
+    handle.progress$.subscribe((p) => bar!.update(Math.min(1000, Math.round((p.elapsedMs / p.totalMs) * 1000)), { phase: p.phase, elapsed: (p.elapsedMs / 1000).toFixed(1), total: totalS, sent: p.sent, delivered: p.delivered }));
+  }
+  let sigints = 0;
+  const onSigint = () => {
+    sigints++;
+    if (sigints === 1) {
+      err('\ninterrupted: draining and stopping (Ctrl-C again to force)');
+      handle.stop();
+    } else {
+      void closeSharedPool().finally(() => process.exit(130));
+    }
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const r = await handle.result;
+    bar?.stop();
+    if (writer) {
+      const n = await writer.close();
+      if (!json) err(`wrote ${n} events to ${traceOut}`);
+    }
+    return r;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+function machineFrom(f: RunFlags): Machine {
+  return Machine.create({ vendor: f.vendor, vcpus: parseIntOption('vcpus', f.vcpus), pcpus: parseIntOption('pcpus', f.pcpus) });
+}
+
+async function cmdRun(f: RunFlags): Promise<number> {
+  const m = machineFrom(f);
+  const seconds = parseNumberOption('seconds', f.seconds);
+  const seed = f.seed !== undefined ? parseIntOption('seed', f.seed) : (Date.now() % 0xffffffff) >>> 0;
+  const opts = {
+    seconds,
+    seed,
+    trace: f.traceOut !== undefined,
+    deadlineMs: parseIntOption('deadline-ms', f.deadlineMs),
+    drainMs: parseIntOption('drain-ms', f.drainMs),
+    workload: { kind: 'ipi-storm' as const, storm: { ...DEFAULT_STORM, burst: parseIntOption('burst', f.burst) } },
+  };
+  const r = await runWithUi(m, opts, 'ipi-storm', !!f.json, f.traceOut);
+  if (f.json) out(JSON.stringify(resultToJson(r), null, 2));
+  else out(resultToText(r, !!process.stdout.isTTY));
+  return r.ok ? EXIT.OK : EXIT.FINDING;
+}
+
+async function cmdTour(f: { json?: boolean; seconds: string; seed?: string }): Promise<number> {
+  const seconds = parseNumberOption('seconds', f.seconds);
+  const seed = f.seed !== undefined ? parseIntOption('seed', f.seed) : 1;
+  const m = Machine.create(DEFAULT_MACHINE);
+  const results: RunResult[] = [];
+  const tty = !!process.stdout.isTTY;
+  if (!f.json) {
+    out(`hvemu tour — the built-in default machine: ${DEFAULT_MACHINE.vendor}, ${DEFAULT_MACHINE.vcpus} vCPUs on ${DEFAULT_MACHINE.pcpus} pCPUs, every vCPU and pCPU an actor on its own worker thread.\n`);
+    out('1. Posted-interrupt IPI storm: each guest writes the x2APIC ICR to random vCPUs (bursts of 8, then HLT).');
+    out('   KVM posts to the target PIR, sets ON and rings the notification doorbell of the target pCPU, or wakes it.\n');
+  }
+  results.push(await runWithUi(m, { seconds, seed, trace: true, workload: { kind: 'ipi-storm', storm: DEFAULT_STORM } }, 'storm', !!f.json));
+  if (!f.json) out(resultToText(results[0]!, tty) + '\n');
+  if (!f.json) out('2. IPI ping-pong between vcpu0 and vcpu1 (spinning guests): the full posted-interrupt round trip.\n');
+  results.push(await runWithUi(m, { seconds: Math.min(seconds, 1), seed, workload: { kind: 'ping-pong', pinger: 0, ponger: 1, pingVector: 0x40, pongVector: 0x41, spin: true } }, 'ping-pong', !!f.json));
+  if (!f.json) out(resultToText(results[1]!, tty));
+  if (f.json) out(JSON.stringify(results.map(resultToJson), null, 2));
+  return results.every((r) => r.ok) ? EXIT.OK : EXIT.FINDING;
+}
+
+/** Build the command tree (exported for tests of --help). */
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('hvemu')
+    .description('Interrupt-virtualization races of an x86 hypervisor (KVM, VMX posted interrupts, ...) on real worker threads')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .showHelpAfterError(false);
+  program
+    .command('run')
+    .description('run the posted-interrupt IPI storm and print the interrupt accounting')
+    .option('--vendor <name>', 'interrupt-virtualization model', DEFAULT_MACHINE.vendor)
+    .option('--vcpus <n>', 'number of vCPUs (1-256)', String(DEFAULT_MACHINE.vcpus))
+    .option('--pcpus <n>', 'number of physical CPUs (1-64)', String(DEFAULT_MACHINE.pcpus))
+    .option('--seconds <s>', 'length of the run', '2')
+    .option('--seed <x>', 'seed of every random choice (default: time-based, printed)')
+    .option('--burst <n>', 'IPIs a guest sends between two HLTs (0 = never halt)', String(DEFAULT_STORM.burst))
+    .option('--deadline-ms <ms>', 'report an actor stuck in one wait for this long', '10000')
+    .option('--drain-ms <ms>', 'longest wait for quiescence after the run', '3000')
+    .option('--trace-out <file>', 'write every event to a msgpack file')
+    .option('--json', 'print the result as JSON')
+    .action(async (f: RunFlags) => {
+      process.exitCode = await cmdRun(f);
+    });
+  program
+    .command('tour')
+    .description('a short tour on the built-in default machine (what `npm start` runs)')
+    .option('--seconds <s>', 'length of each step', '2')
+    .option('--seed <x>', 'seed', '1')
+    .option('--json', 'print the results as JSON')
+    .action(async (f: { json?: boolean; seconds: string; seed?: string }) => {
+      process.exitCode = await cmdTour(f);
+    });
+  return program;
+}
+
+const USAGE = 'usage: hvemu run [--vcpus N] [--pcpus M] [--seconds S] [--seed X] [--vendor vmx] [--burst B] [--json] [--trace-out FILE]\n       hvemu tour [--seconds S] [--json]\n       hvemu --help';
+
+/** Entry point: parse, run, map errors to exit codes. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    if (argv.length === 0) throw new UsageError('missing command');
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return EXIT.OK;
+      err(USAGE);
+      return EXIT.USAGE;
+    }
+    if (e instanceof UsageError) {
+      err(`hvemu: ${e.message}\n${USAGE}`);
+      return EXIT.USAGE;
+    }
+    if (e instanceof EmuError && e.code === 'EMU_ERR_BAD_PARAM') {
+      err(`hvemu: ${e.message}\n${USAGE}`);
+      return EXIT.USAGE;
+    }
+    if (e instanceof EmuError) {
+      err(`hvemu: ${e.code}: ${e.message}`);
+      return EXIT.FINDING;
+    }
+    err(`hvemu: internal error, please report (node ${process.version}):\n${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    return EXIT.INTERNAL;
+  } finally {
+    await closeSharedPool();
+  }
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    // Through npm's bin symlink argv[1] is the link: compare real paths.
+    return pathToFileURL(realpathSync(script)).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+
+const isEntry = isEntryPoint();
+if (isEntry) {
+  process.exitCode = await main(process.argv.slice(2));
+}

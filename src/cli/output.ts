@@ -1,0 +1,63 @@
+/**
+ * Rendering of run results: a JSON document (stable shape, for scripts) or text tables.
+ */
+import Table from 'cli-table3';
+import type { RunResult } from '../runtime/machine.js';
+import { MODE_NAMES } from '../kvm/modes.js';
+
+/** The JSON document `hvemu run --json` prints. */
+export function resultToJson(r: RunResult): Record<string, unknown> {
+  return {
+    machine: r.machine,
+    seed: r.seed,
+    workload: r.workload,
+    seconds: +(r.elapsedMs / 1000).toFixed(3),
+    ok: r.ok,
+    quiescent: r.quiescent,
+    interrupted: r.interrupted,
+    totals: r.accounting.totals,
+    rate: { sentPerSec: Math.round(r.rate.sentPerSec), deliveredPerSec: Math.round(r.rate.deliveredPerSec) },
+    perVcpu: r.accounting.perVcpu,
+    perVector: r.accounting.perVector,
+    counters: r.accounting.misc,
+    figures: r.figures,
+    violations: r.violations,
+    failure: r.failure ?? null,
+    events: r.events,
+  };
+}
+
+function table(head: string[], tty: boolean): Table.Table {
+  return new Table(tty ? { head } : { head, style: { head: [], border: [] } });
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/** Human-readable report. */
+export function resultToText(r: RunResult, tty: boolean): string {
+  const lines: string[] = [];
+  const m = r.machine;
+  lines.push(`hvemu ${r.workload} on ${m.vendor}: ${m.vcpus} vCPUs on ${m.pcpus} pCPUs, seed ${r.seed}, ${(r.elapsedMs / 1000).toFixed(2)} s${r.interrupted ? ' (interrupted: partial accounting)' : ''}`);
+  const t = table(['vCPU', 'sent', 'coalesced', 'delivered', 'lost'], tty);
+  for (const v of r.accounting.perVcpu) t.push([`vcpu${v.vcpu}`, fmt(v.sent), fmt(v.coalesced), fmt(v.delivered), fmt(v.lost)]);
+  const tot = r.accounting.totals;
+  t.push(['total', fmt(tot.sent), fmt(tot.coalesced), fmt(tot.delivered), fmt(tot.lost)]);
+  lines.push(t.toString());
+  lines.push(`rate: ${fmt(r.rate.sentPerSec)} interrupts sent/s, ${fmt(r.rate.deliveredPerSec)} delivered/s`);
+  const c = r.accounting.misc;
+  lines.push(
+    `path: ${fmt(c.vmexits ?? 0)} VM-exits, ${fmt(c.notifications ?? 0)} notification IPIs, ${fmt(c.hwPiProcessed ?? 0)} posted-interrupt processings in guest, ${fmt(c.pirSyncs ?? 0)} PIR syncs at entry, ${fmt(c.halts ?? 0)} HLTs, ${fmt(c.wakeups ?? 0)} wake-ups`,
+  );
+  if (r.figures.roundTrips !== undefined) lines.push(`round trips: ${fmt(r.figures.roundTrips)} (${((r.elapsedMs * 1000) / Math.max(1, r.figures.roundTrips)).toFixed(2)} µs each)`);
+  lines.push(`quiescent at the end: ${r.quiescent ? 'yes' : 'no'}; events: ${fmt(r.events.emitted)} emitted, ${fmt(r.events.dropped)} dropped`);
+  if (r.failure) {
+    lines.push(`FAILED (${r.failure.code}) ${r.failure.actor ? r.failure.actor + ': ' : ''}${r.failure.message}`);
+    for (const s of r.failure.stuck) lines.push(`  stuck: ${s.actor} (${s.status}) waiting on ${s.waitingOn}`);
+  }
+  for (const v of r.violations) {
+    lines.push(`VIOLATION ${v.invariant}: ${v.message}`);
+    for (const e of v.events ?? []) lines.push(`    t=${e.t}µs ${e.actor} ${e.type} a=${e.a} b=${e.b}${e.type === 'vcpu:mode' ? ' (' + (MODE_NAMES[e.b] ?? e.b) + ')' : ''}`);
+  }
+  lines.push(r.ok ? 'result: OK — every interrupt sent was delivered or coalesced (lost = 0)' : 'result: FAILED');
+  return lines.join('\n');
+}

@@ -1,0 +1,38 @@
+/**
+ * hvemu — x86 interrupt virtualization (KVM's local APIC, VMX posted interrupts, ...) as actors
+ * on Node worker threads over SharedArrayBuffers.
+ *
+ * Start with {@link Machine}: `Machine.create({ vendor: 'vmx', vcpus: 4, pcpus: 2 }).run({ seconds: 1 })`.
+ */
+export { Machine, actorNames } from './runtime/machine.js';
+export type { RunOptions, RunHandle, RunResult, RunProgress, RunFailure, StuckActor } from './runtime/machine.js';
+export { ActorPool, sharedPool, closeSharedPool } from './runtime/pool.js';
+export { DEFAULT_MACHINE, resolveMachineConfig } from './runtime/config.js';
+export type { MachineConfig, ResolvedMachineConfig } from './runtime/config.js';
+export type { WorkloadSpec, ActorControl, ActorSnapshot, InjectResult } from './runtime/protocol.js';
+export { DEFAULT_STORM, IpiStormGuest, PingPongGuest } from './guest/programs.js';
+export type { IpiStormParams } from './guest/programs.js';
+export { VENDORS, parseVendor } from './vendor/index.js';
+export type { Vendor } from './vendor/index.js';
+export type { KvmX86Ops, KvmCtx, GuestProgram, GuestAction } from './kvm/x86-ops.js';
+
+export { EV, EVENT_NAMES, EVENT_FIELDS } from './trace/events.js';
+export type { HvEvent } from './trace/events.js';
+export { MsgpackEventWriter, readEventsMsgpack } from './trace/msgpack.js';
+
+export { aggregateCounters } from './invariants/accounting.js';
+export type { Accounting, Tally } from './invariants/accounting.js';
+export { snapshotMachine, bitmapVectors } from './invariants/snapshot.js';
+export type { MachineSnapshot, VcpuSnapshot, PcpuSnapshot } from './invariants/snapshot.js';
+export { noLostInterrupt, noSleepingWithPending, isQuiescent, hasPendingInterrupt, attachEvents } from './invariants/checks.js';
+export type { Violation } from './invariants/checks.js';
+
+export { createLayout, assertLayout, describeAddr, VM, VCPU, PCPU, PID, ACTOR, RunState } from './mem/layout.js';
+export type { Layout, LayoutConfig, Addr, VcpuId, PcpuId, ActorId } from './mem/layout.js';
+export { Access, createMachineMemory, attachMachineMemory } from './mem/access.js';
+export type { MachineMemory, AccessOptions, WidenConfig, RacePoint } from './mem/access.js';
+
+export * as apic from './apic/index.js';
+export * as sync from './sync/index.js';
+export { EmuError } from './errors.js';
+export type { EmuErrorCode, WireError } from './errors.js';
