@@ -38,7 +38,12 @@ export class VcpuActor {
     readonly home: PcpuId,
     readonly guest: GuestProgram,
     readonly params: VcpuLoopParams = DEFAULT_VCPU_LOOP,
-  ) {}
+  ) {
+    ctx.needResched = () => performance.now() - this.sliceStart >= this.params.sliceMs;
+  }
+
+  /** Start of the current time slice (performance.now()). */
+  private sliceStart = 0;
 
   private runState(): number {
     return this.ctx.acc.peek(this.ctx.L.vm(VM.RUN_STATE));
@@ -98,14 +103,14 @@ export class VcpuActor {
     const { ctx, vcpu, params } = this;
     this.load();
     try {
-      let sliceStart = performance.now();
+      this.sliceStart = performance.now();
       while (!this.stopping()) {
         if (vcpuEnterGuest(ctx, vcpu, this.guest, params.guestSteps) === 'halt') {
           await this.block();
-          sliceStart = performance.now();
+          this.sliceStart = performance.now();
           continue;
         }
-        if (performance.now() - sliceStart >= params.sliceMs) {
+        if (performance.now() - this.sliceStart >= params.sliceMs) {
           if (pcpuRunWaiters(ctx.acc, this.home) > 0) {
             ctx.stats.count('preemptions');
             ctx.acc.writeOnce(ctx.L.vcpu(vcpu, VCPU.PREEMPTED), 1, 'vcpu:preempted');
@@ -116,7 +121,7 @@ export class VcpuActor {
           } else {
             await yieldToEventLoop();
           }
-          sliceStart = performance.now();
+          this.sliceStart = performance.now();
         }
       }
     } finally {

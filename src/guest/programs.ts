@@ -94,3 +94,29 @@ export class PingPongGuest implements GuestProgram {
     return this.spin && this.sending() ? { kind: 'run' } : { kind: 'hlt' };
   }
 }
+
+/** One guest WRMSR. */
+export interface MsrWrite {
+  msr: number;
+  lo: number;
+  hi: number;
+}
+
+/**
+ * A scripted guest: performs its WRMSRs in order (e.g. x2APIC ICR / SELF_IPI writes), then
+ * idles in HLT, handling whatever arrives. For scenarios written by hand.
+ */
+export class ScriptGuest implements GuestProgram {
+  private next = 0;
+  readonly received: number[] = [];
+  constructor(private readonly writes: readonly MsrWrite[]) {}
+  onInterrupt(vector: number): void {
+    this.received.push(vector);
+  }
+  step(): GuestAction {
+    const w = this.writes[this.next];
+    if (w === undefined) return { kind: 'hlt' };
+    this.next++;
+    return { kind: 'wrmsr', msr: w.msr, lo: w.lo, hi: w.hi };
+  }
+}

@@ -19,6 +19,8 @@ export interface KvmCtx {
   readonly runningVcpu: VcpuId;
   /** smp_processor_id(): the pCPU this thread is on right now (-1 when not on any). */
   cpu: PcpuId;
+  /** need_resched(): the host scheduler wants this pCPU back (time slice over). */
+  needResched: () => boolean;
 }
 
 /** Reasons a guest run stops, as VM-exit reasons (SDM appendix C names). */

@@ -78,8 +78,9 @@ export function vcpuEnterGuest(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxS
     ctx.stats.count('vmexits');
     kvmX2apicMsrWriteExit(ctx, v, exit.msr, exit.lo ?? 0, exit.hi ?? 0);
     if (lapicEnabled) ops.syncPirToIrr(ctx, v);
-    if (kvmVcpuExitRequest(ctx, v)) {
-      exit = { reason: ExitReason.EXTERNAL_INTERRUPT };
+    // kvm_vcpu_exit_request() also covers xfer_to_guest_mode_work_pending(): need_resched().
+    if (kvmVcpuExitRequest(ctx, v) || ctx.needResched()) {
+      exit = { reason: ExitReason.PREEMPTION_TIMER };
       break;
     }
     exit = ops.vcpuRun(ctx, v, guest, maxSteps);

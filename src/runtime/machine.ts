@@ -449,6 +449,9 @@ function resolveRunOptions(o: RunOptions, cfg: ResolvedMachineConfig): ResolvedR
     if (workload.pinger === workload.ponger) throw new EmuError('EMU_ERR_BAD_PARAM', 'invalid ponger: must differ from pinger', { detail: { param: 'ponger' } });
     checkVector('pingVector', workload.pingVector);
     checkVector('pongVector', workload.pongVector);
+  } else if (workload.kind === 'script') {
+    if (!Array.isArray(workload.writes) || workload.writes.length > cfg.vcpus) throw new EmuError('EMU_ERR_BAD_PARAM', `invalid writes: one list per vCPU (at most ${cfg.vcpus})`, { detail: { param: 'writes' } });
+    for (const list of workload.writes) for (const w of list) checkInt('msr', w.msr, 0, 0xffffffff);
   }
   const loop = { ...DEFAULT_VCPU_LOOP, ...o.loop };
   checkInt('loop.guestSteps', loop.guestSteps, 1, 1 << 24);
@@ -459,7 +462,7 @@ function resolveRunOptions(o: RunOptions, cfg: ResolvedMachineConfig): ResolvedR
     seconds: checkNumber('seconds', o.seconds ?? 1, 0.01, 86_400),
     seed: checkInt('seed', o.seed ?? 1, 0, 0xffffffff),
     trace: o.trace ?? false,
-    deadlineMs: checkInt('deadlineMs', o.deadlineMs ?? 10_000, 10, 3_600_000),
+    deadlineMs: checkInt('deadlineMs', o.deadlineMs ?? 10_000, 1, 3_600_000),
     drainMs: checkInt('drainMs', o.drainMs ?? 3_000, 0, 3_600_000),
     record: o.record ?? false,
     loop,

@@ -7,7 +7,7 @@ import type { ActorId, LayoutConfig } from '../mem/layout.js';
 import type { WidenConfig } from '../mem/access.js';
 import type { ActorCounters } from '../kvm/stats.js';
 import type { WireError } from '../errors.js';
-import type { IpiStormParams } from '../guest/programs.js';
+import type { IpiStormParams, MsrWrite } from '../guest/programs.js';
 import type { VcpuLoopParams } from '../actors/vcpu.js';
 import type { Vendor } from '../vendor/index.js';
 
@@ -15,7 +15,9 @@ import type { Vendor } from '../vendor/index.js';
 export type WorkloadSpec =
   | { kind: 'ipi-storm'; storm: IpiStormParams }
   | { kind: 'ping-pong'; pinger: number; ponger: number; pingVector: number; pongVector: number; spin: boolean }
-  | { kind: 'idle' };
+  | { kind: 'idle' }
+  /** Each vCPU performs its own list of WRMSRs (index = vCPU), then idles in HLT. */
+  | { kind: 'script'; writes: MsrWrite[][] };
 
 /** Which actor a task runs. */
 export type ActorRole = { kind: 'vcpu'; vcpu: number; home: number } | { kind: 'pcpu'; pcpu: number };

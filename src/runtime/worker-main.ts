@@ -10,7 +10,7 @@ import { ActorStats } from '../kvm/stats.js';
 import { kvmIrqDeliveryToApic } from '../kvm/irq.js';
 import type { GuestProgram, KvmCtx } from '../kvm/x86-ops.js';
 import { Tracer } from '../trace/events.js';
-import { IpiStormGuest, PingPongGuest } from '../guest/programs.js';
+import { IpiStormGuest, PingPongGuest, ScriptGuest } from '../guest/programs.js';
 import { deriveSeed } from '../util/prng.js';
 import { vendorModule } from '../vendor/index.js';
 import { VcpuActor } from '../actors/vcpu.js';
@@ -28,6 +28,10 @@ function makeGuest(w: WorkloadSpec, self: number, nrVcpus: number, seed: number,
     case 'ping-pong': {
       const g = new PingPongGuest(self, w.pinger, w.ponger, w.pingVector, w.pongVector, sending, w.spin);
       return Object.assign(g, { figures: () => ({ roundTrips: g.roundTrips }) });
+    }
+    case 'script': {
+      const g = new ScriptGuest(w.writes[self] ?? []);
+      return Object.assign(g, { figures: () => ({ received: g.received.length }) });
     }
     case 'idle':
       return { onInterrupt: () => undefined, step: () => ({ kind: 'hlt' }), figures: () => ({}) };
@@ -55,6 +59,7 @@ export async function runActorTask(task: ActorTask): Promise<ActorResult> {
     trace: new Tracer(acc, task.trace, task.epochMs),
     runningVcpu: role.kind === 'vcpu' ? role.vcpu : -1,
     cpu: -1,
+    needResched: () => false,
   };
   const sending = () => acc.peek(L.vm(VM.RUN_STATE)) === RunState.RUNNING;
   const guest = role.kind === 'vcpu' ? makeGuest(task.workload, role.vcpu, nrVcpus, deriveSeed(task.seed, role.vcpu), sending) : undefined;
