@@ -48,7 +48,7 @@ export interface BenchResults {
   quick: boolean;
   command: string;
   durationSec: number;
-  machine: { node: string; platform: string; arch: string; cpus: number; cpuModel: string; memGiB: number };
+  machine: { node: string; platform: string; arch: string; cpus: number; cpuModel: string; memGiB: number; loadAvgStart: number[]; loadAvgEnd: number[] };
   settings: {
     vendor: string;
     pingPong: { vcpus: number; pcpus: number; reps: number; seconds: number };
@@ -170,7 +170,7 @@ function spread(xs: readonly number[], f: (x: number) => string): string {
 
 export function renderText(r: BenchResults, tty: boolean): string {
   const out: string[] = [];
-  out.push(`hvemu bench — ${r.date} — node ${r.machine.node}, ${r.machine.cpus} CPUs (${r.machine.cpuModel})${r.quick ? ' — QUICK run' : ''}`);
+  out.push(`hvemu bench — ${r.date} — node ${r.machine.node}, ${r.machine.cpus} CPUs (${r.machine.cpuModel}), load avg ${r.machine.loadAvgStart[0]?.toFixed(2) ?? '?'}${r.quick ? ' — QUICK run' : ''}`);
   for (const g of grids(r)) {
     const t = new Table(tty ? { head: g.head } : { head: g.head, style: { head: [], border: [] } });
     for (const row of g.rows) t.push(row);
@@ -249,7 +249,7 @@ a repetition is what \`RunResult\` reports. Each table gives the median over rep
 
 ${r.quick ? '**QUICK run (shortened; figures are rough).**\n\n' : ''}- date: ${r.date}
 - node ${m.node}, ${m.platform}/${m.arch}, ${m.cpus} CPUs (${m.cpuModel}), ${m.memGiB.toFixed(1)} GiB
-- duration: ${r.durationSec.toFixed(0)} s
+- duration: ${r.durationSec.toFixed(0)} s; 1-minute load average ${m.loadAvgStart[0]?.toFixed(2) ?? '?'} at the start, ${m.loadAvgEnd[0]?.toFixed(2) ?? '?'} at the end
 
 ### ${pp!.title}
 

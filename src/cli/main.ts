@@ -65,6 +65,11 @@ async function runWithUi(m: Machine, opts: Parameters<Machine['run']>[0], label:
     }
   };
   process.on('SIGINT', onSigint);
+  // One line once every actor runs (also the cue for scripts that want to interrupt a run).
+  const startedSub = handle.progress$.subscribe(() => {
+    startedSub.unsubscribe();
+    if (!bar) err(`hvemu: ${label} running for ${opts?.seconds ?? 1} s (Ctrl-C stops it and prints the partial accounting)`);
+  });
   try {
     const r = await handle.result;
     bar?.stop();

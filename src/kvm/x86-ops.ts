@@ -30,6 +30,7 @@ export const ExitReason = {
   MSR_WRITE: 32,
   PREEMPTION_TIMER: 52,
 } as const;
+/** A VM-exit reason number. */
 export type ExitReason = (typeof ExitReason)[keyof typeof ExitReason];
 
 /** A guest's next move, as the CPU model sees it. */

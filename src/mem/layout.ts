@@ -60,6 +60,7 @@ const VM_LINES = 9;
 
 /** Values of {@link VM.RUN_STATE}. */
 export const RunState = { INIT: 0, RUNNING: 1, DRAINING: 2, STOP: 3 } as const;
+/** A run state value. */
 export type RunState = (typeof RunState)[keyof typeof RunState];
 
 /** Word offsets inside a posted-interrupt descriptor. @kvm arch/x86/include/asm/posted_intr.h struct pi_desc */

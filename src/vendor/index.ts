@@ -22,13 +22,13 @@ const modules: Record<Vendor, VendorModule> = {
   vmx: { ops: vmxX86Ops, vcpuCreate: vmxVcpuCreate },
 };
 
-/** Check a vendor name (EMU_ERR_BAD_PARAM naming `vendor` otherwise). */
+/** Check a vendor name (EMU_ERR_BAD_PARAM naming `vendor` otherwise). @emulator */
 export function parseVendor(name: string): Vendor {
   if ((VENDORS as readonly string[]).includes(name)) return name as Vendor;
   throw badParam('vendor', `unknown vendor "${name}" (known: ${VENDORS.join(', ')})`);
 }
 
-/** The module of a vendor. */
+/** The module of a vendor (the kvm_x86_ops a VM is created with). @emulator */
 export function vendorModule(v: Vendor): VendorModule {
   return modules[v];
 }

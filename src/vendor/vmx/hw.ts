@@ -9,6 +9,7 @@
 import { PCPU, PID, VCPU, type VcpuId } from '../../mem/layout.js';
 import { APIC_PROCPRI } from '../../mem/apicdef.js';
 import { FIRST_SYSTEM_VECTOR_WORD } from '../../kvm/kick.js';
+import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
 import { apicFindHighestIrr, apicFindHighestIsr, apicSetEoi, kvmApicAckInterrupt } from '../../apic/index.js';
 import { EV } from '../../trace/events.js';
 import { ExitReason, type GuestExit, type GuestProgram, type KvmCtx } from '../../kvm/x86-ops.js';
@@ -19,6 +20,7 @@ import { kvmApicUpdateIrr } from './posted-intr.js';
  * Posted-interrupt processing (SDM 29.6), steps uninterruptible from the guest's view:
  * ack the notification in the local APIC, clear ON, VIRR |= PIR and PIR = 0,
  * RVI = max(RVI, highest PIR vector).
+ * @sdm Intel SDM vol. 3C 29.6 Posted-Interrupt Processing
  */
 export function vmxProcessPostedInterrupts(ctx: KvmCtx, v: VcpuId): void {
   const { acc, L } = ctx;
@@ -71,6 +73,18 @@ export function vmxVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps
   const { acc, L } = ctx;
   const hostIrr = L.pcpu(ctx.cpu, PCPU.HOST_IRR_SYS);
   const control = L.pid(v, PID.CONTROL);
+  // VM-entry event injection (the non-APICv path): the guest takes the injected vector first;
+  // its EOI write is not virtualized then, so KVM emulates it (apic_set_eoi + KVM_REQ_EVENT).
+  const injAddr = L.vcpu(v, VCPU.INJECTED);
+  const injected = acc.readOnce(injAddr, 'vmx:injected-read');
+  if (injected >= 0) {
+    acc.writeOnce(injAddr, -1, 'vmx:injected-clear');
+    guest.onInterrupt(injected);
+    ctx.stats.countDelivered(v, injected);
+    ctx.trace.emit(EV.DELIVERED, v, injected);
+    ctx.trace.emit(EV.EOI, v, apicSetEoi(acc, v));
+    kvmMakeRequest(acc, v, KVM_REQ_EVENT);
+  }
   for (let step = 0; step < maxSteps; step++) {
     const pending = acc.readOnce(hostIrr, 'hw:host-irr-read');
     if (pending !== 0) {

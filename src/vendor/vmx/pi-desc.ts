@@ -19,7 +19,7 @@ export const POSTED_INTR_SN = 1;
 /** Shift of NV inside the control word. */
 export const PI_NV_SHIFT = 16;
 
-/** NV field of a control word value. */
+/** NV field of a control word value. @kvm arch/x86/include/asm/posted_intr.h struct pi_desc (nv) */
 export function piNv(control: number): number {
   return (control >>> PI_NV_SHIFT) & 0xff;
 }

@@ -1,0 +1,115 @@
+/**
+ * The built CLI as a user runs it: exit codes, the JSON shape, usage errors without stack
+ * traces, Ctrl-C with partial accounting, event files.
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readEventsMsgpack } from '../../src/trace/msgpack.js';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function hvemu(args: string[], opts: { sigintWhenRunning?: boolean } = {}): Promise<Ran> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    let signalled = false;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      // Once the run has started (its first line), let it run a moment, then Ctrl-C.
+      if (opts.sigintWhenRunning && !signalled && /running for/.test(stderr)) {
+        signalled = true;
+        setTimeout(() => child.kill('SIGINT'), 700);
+      }
+    });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('run --json: exit 0 and the documented shape', async (t) => {
+  const r = await hvemu(['run', '--vcpus', '3', '--pcpus', '2', '--seconds', '0.3', '--seed', '5', '--json']);
+  t.is(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Record<string, unknown>;
+  for (const k of ['machine', 'seed', 'workload', 'seconds', 'ok', 'quiescent', 'interrupted', 'totals', 'rate', 'perVcpu', 'perVector', 'counters', 'violations', 'failure', 'events']) t.true(k in j, `missing ${k}`);
+  t.deepEqual(j.machine, { vendor: 'vmx', vcpus: 3, pcpus: 2, ringRecords: 16384 });
+  t.is(j.seed, 5);
+  t.is(j.ok, true);
+  const totals = j.totals as { sent: number; delivered: number; coalesced: number; lost: number };
+  t.is(totals.lost, 0);
+  t.is(totals.sent, totals.delivered + totals.coalesced);
+  t.is((j.perVcpu as unknown[]).length, 3);
+});
+
+test('run prints the accounting table and exits 0', async (t) => {
+  const r = await hvemu(['run', '--seconds', '0.3', '--seed', '9']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /vcpu3/);
+  t.regex(r.stdout, /lost = 0/);
+  t.notRegex(r.stderr, /\[[░█]+/, 'no progress bar without a TTY');
+});
+
+for (const [args, param] of [
+  [['run', '--vcpus', '0'], 'vcpus'],
+  [['run', '--vcpus', '257'], 'vcpus'],
+  [['run', '--vcpus', 'many'], 'vcpus'],
+  [['run', '--pcpus', '0'], 'pcpus'],
+  [['run', '--vendor', 'sparc'], 'vendor'],
+  [['run', '--seconds', 'soon'], 'seconds'],
+  [['run', '--seed', '1.5'], 'seed'],
+  [['run', '--burst', '-1'], 'burst'],
+] as const) {
+  test(`bad input ${args.slice(1).join(' ')}: exit 2, names ${param}, usage, no stack trace`, async (t) => {
+    const r = await hvemu([...args]);
+    t.is(r.code, 2);
+    t.regex(r.stderr, new RegExp(`invalid ${param}`));
+    t.regex(r.stderr, /usage: hvemu run/);
+    t.notRegex(r.stderr, /\n\s+at /);
+  });
+}
+
+test('unknown option and missing command: exit 2 with usage', async (t) => {
+  for (const args of [['run', '--frobnicate'], [], ['explode']]) {
+    const r = await hvemu(args);
+    t.is(r.code, 2, args.join(' '));
+    t.regex(r.stderr, /usage: hvemu/);
+  }
+});
+
+test('--help exits 0', async (t) => {
+  const r = await hvemu(['run', '--help']);
+  t.is(r.code, 0);
+  t.regex(r.stdout, /--vcpus <n>/);
+});
+
+test('Ctrl-C stops a long run cleanly and still prints the partial accounting', async (t) => {
+  const r = await hvemu(['run', '--seconds', '60', '--json'], { sigintWhenRunning: true });
+  t.is(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { interrupted: boolean; seconds: number; totals: { sent: number; lost: number } };
+  t.true(j.interrupted);
+  t.true(j.seconds < 30);
+  t.true(j.totals.sent > 0);
+  t.is(j.totals.lost, 0);
+});
+
+test('--trace-out writes a msgpack event file that reads back', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hvemu-'));
+  const file = join(dir, 'events.msgpack');
+  const r = await hvemu(['run', '--seconds', '0.2', '--seed', '3', '--trace-out', file, '--json']);
+  t.is(r.code, 0, r.stderr);
+  const events = await readEventsMsgpack(file);
+  const j = JSON.parse(r.stdout) as { events: { emitted: number } };
+  t.is(events.length, j.events.emitted);
+  t.true(events.some((e) => e.type === 'apic:ipi-sent'));
+  t.true(events.some((e) => e.type === 'guest:delivered'));
+});

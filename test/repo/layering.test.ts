@@ -1,0 +1,99 @@
+/**
+ * Keeps the architecture honest: who may import whom, and that only the access layer touches
+ * Atomics or raw views of machine memory (the controlled runtime of a later issue depends on it).
+ */
+import test from 'ava';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+function files(dir: string): string[] {
+  const out: string[] = [];
+  for (const f of readdirSync(join(ROOT, dir))) {
+    const p = join(dir, f);
+    if (statSync(join(ROOT, p)).isDirectory()) out.push(...files(p));
+    else if (f.endsWith('.ts')) out.push(p);
+  }
+  return out;
+}
+
+/** The layer of a src file: its first directory under src/, or the file itself. */
+function layer(file: string): string {
+  const parts = relative('src', file).split('/');
+  return parts.length > 1 ? parts[0]! : parts[0]!.replace(/\.ts$/, '');
+}
+
+/** Who may import whom (lower layers never import higher ones). */
+export const ALLOWED: Record<string, string[]> = {
+  util: [],
+  errors: [],
+  mem: ['util', 'errors'],
+  sync: ['mem', 'util', 'errors'],
+  apic: ['mem', 'util', 'errors'],
+  trace: ['mem', 'util', 'errors'],
+  kvm: ['mem', 'sync', 'apic', 'trace', 'util', 'errors'],
+  guest: ['kvm', 'util'],
+  vendor: ['mem', 'sync', 'apic', 'kvm', 'trace', 'util', 'errors'],
+  actors: ['mem', 'sync', 'kvm', 'trace', 'util', 'errors'],
+  invariants: ['mem', 'apic', 'kvm', 'trace', 'errors'],
+  runtime: ['mem', 'sync', 'apic', 'kvm', 'trace', 'guest', 'vendor', 'actors', 'invariants', 'util', 'errors'],
+  cli: ['runtime', 'guest', 'kvm', 'trace', 'invariants', 'errors'],
+  index: ['*'],
+};
+
+function imports(file: string): string[] {
+  const src = readFileSync(join(ROOT, file), 'utf8');
+  return [...src.matchAll(/^\s*(?:import|export)\b[^'"]*?from\s+'([^']+)'/gm)].map((m) => m[1]!);
+}
+
+const SRC = files('src');
+
+/** Source text without comments. */
+function code(file: string): string {
+  return readFileSync(join(ROOT, file), 'utf8')
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/\/\/.*$/gm, '');
+}
+
+test('every src layer imports only the layers below it', (t) => {
+  const bad: string[] = [];
+  for (const f of SRC) {
+    const from = layer(f);
+    const allowed = ALLOWED[from];
+    if (!allowed) {
+      bad.push(`${f}: layer "${from}" is not in the layering table`);
+      continue;
+    }
+    for (const spec of imports(f)) {
+      if (!spec.startsWith('.')) continue;
+      const target = layer(relative(ROOT, join(ROOT, f, '..', spec)).replace(/\.js$/, '.ts'));
+      if (target === from || allowed.includes('*') || allowed.includes(target)) continue;
+      bad.push(`${f} imports ${spec} (layer ${from} may not import ${target})`);
+    }
+  }
+  t.deepEqual(bad, []);
+});
+
+test('only the access layer (src/mem/access.ts, src/mem/ring.ts) touches Atomics', (t) => {
+  const bad = [...SRC, ...files('workers')].filter((f) => !['src/mem/access.ts', 'src/mem/ring.ts'].includes(f) && /\bAtomics\./.test(code(f)));
+  t.deepEqual(bad, []);
+});
+
+test('only src/mem builds typed views of a SharedArrayBuffer', (t) => {
+  const bad = SRC.filter((f) => !f.startsWith('src/mem/') && /new\s+(?:Big)?(?:Int|Uint|Float)\w*Array\(\s*[\w.]*sab\b/.test(readFileSync(join(ROOT, f), 'utf8')));
+  t.deepEqual(bad, []);
+});
+
+test('only src/runtime and workers/ use node:worker_threads; workers/ import only src/runtime', (t) => {
+  const bad: string[] = [];
+  for (const f of SRC) if (!f.startsWith('src/runtime/') && imports(f).includes('node:worker_threads')) bad.push(f);
+  for (const f of files('workers')) for (const spec of imports(f)) if (spec.startsWith('.') && !spec.startsWith('../src/runtime/')) bad.push(`${f} imports ${spec}`);
+  t.deepEqual(bad, []);
+});
+
+test('the layering check can fail (it sees a forbidden import)', (t) => {
+  t.false(ALLOWED.mem!.includes('kvm'));
+  t.true(imports('src/kvm/x86.ts').some((s) => s.includes('../apic/')));
+});
