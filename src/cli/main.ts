@@ -30,6 +30,7 @@ interface RunFlags {
   burst: string;
   json?: boolean;
   traceOut?: string;
+  trace: boolean;
   deadlineMs: string;
   drainMs: string;
 }
@@ -94,7 +95,7 @@ async function cmdRun(f: RunFlags): Promise<number> {
   const opts = {
     seconds,
     seed,
-    trace: f.traceOut !== undefined,
+    trace: f.trace || f.traceOut !== undefined,
     deadlineMs: parseIntOption('deadline-ms', f.deadlineMs),
     drainMs: parseIntOption('drain-ms', f.drainMs),
     workload: { kind: 'ipi-storm' as const, storm: { ...DEFAULT_STORM, burst: parseIntOption('burst', f.burst) } },
@@ -145,6 +146,7 @@ export function buildProgram(): Command {
     .option('--burst <n>', 'IPIs a guest sends between two HLTs (0 = never halt)', String(DEFAULT_STORM.burst))
     .option('--deadline-ms <ms>', 'report an actor stuck in one wait for this long', '10000')
     .option('--drain-ms <ms>', 'longest wait for quiescence after the run', '3000')
+    .option('--no-trace', 'do not record events (faster; violations then come without their last events)')
     .option('--trace-out <file>', 'write every event to a msgpack file')
     .option('--json', 'print the result as JSON')
     .action(async (f: RunFlags) => {

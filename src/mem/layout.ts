@@ -153,8 +153,12 @@ export const ActorStatus = { IDLE: 0, READY: 1, RUNNING: 2, BLOCKED: 3, DONE: 4,
 
 /** Word offsets of the per-actor SRCU counters (srcu_data.srcu_lock_count / srcu_unlock_count). */
 export const SRCU_CTR = { LOCKS0: 0, LOCKS1: 1, UNLOCKS0: 2, UNLOCKS1: 3 } as const;
-/** Word offsets in the SRCU header line at {@link VM.KVM_SRCU}. */
-export const SRCU_HDR = { CTR_IDX: 0, GP_SEQ: 1, GP_MUTEX: 2 } as const;
+/**
+ * Word offsets in the SRCU header line at {@link VM.KVM_SRCU}: the current counter index, the
+ * grace-period sequence, the grace-period mutex (state word, then its owner word) and the
+ * grace-period state (SRCU_GP.IDLE / SCAN1 / SCAN2).
+ */
+export const SRCU_HDR = { CTR_IDX: 0, GP_SEQ: 1, GP_MUTEX: 2, GP_MUTEX_OWNER: 3, GP_STATE: 4 } as const;
 
 /** Event ring: word offsets of the header lines and the record size. */
 export const RING = {

@@ -24,7 +24,7 @@ import { checkInt, checkNumber, checkVector, resolveMachineConfig, type MachineC
 import { portEndpoint } from './endpoint.js';
 import { sharedPool, type ActorPool } from './pool.js';
 import { homePcpu, initMachineState } from './vm-init.js';
-import type { ActorControl, ActorResult, ActorRole, ActorTask, InjectResult, WorkloadSpec } from './protocol.js';
+import type { ActorControl, ActorResult, ActorRole, ActorSnapshot, ActorTask, InjectResult, WorkloadSpec } from './protocol.js';
 
 /** Options of one run. */
 export interface RunOptions {
@@ -111,6 +111,8 @@ export interface RunHandle {
   inject(target: number, vector: number, viaPcpu?: number): Promise<InjectResult>;
   /** The machine's state right now. */
   snapshot(): MachineSnapshot;
+  /** Every actor's own view (status, counters so far), asked over comlink. */
+  actorSnapshots(): Promise<ActorSnapshot[]>;
 }
 
 const STATUS_NAMES = Object.fromEntries(Object.entries(ActorStatus).map(([k, v]) => [v, k]));
@@ -181,6 +183,10 @@ export class Machine {
       snapshot: () => {
         if (!ctl.main) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet');
         return snapshotMachine(ctl.main);
+      },
+      actorSnapshots: async () => {
+        if (!ctl.ready) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet (await the first progress event)');
+        return await Promise.all(ctl.entries.map((e) => e.remote.snapshot()));
       },
     };
   }

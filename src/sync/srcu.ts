@@ -28,11 +28,6 @@ import { pollUntil } from './wait.js';
 import { actorLabel, wordAt } from './owner.js';
 
 /**
- * Header word holding the grace-period state ({@link SRCU_GP}); words 2-3 are the GP mutex.
- * @kvm include/linux/srcutree.h struct srcu_usage.srcu_gp_seq (state bits)
- */
-export const SRCU_HDR_GP_STATE = 4;
-/**
  * Grace-period states.
  * @kvm include/linux/srcutree.h SRCU_STATE_IDLE, SRCU_STATE_SCAN1, SRCU_STATE_SCAN2
  */
@@ -174,7 +169,7 @@ function waitIdle(acc: Access, s: SrcuStruct, idx: number, phase: string, deadli
 export function synchronizeSrcu(acc: Access, s: SrcuStruct, deadlineMs = acc.deadlineMs): void {
   for (const idx of [0, 1]) if (srcuHeldBy(acc, s, acc.actor, idx) !== 0) throw selfDeadlockError(acc, s, idx);
   const ctrIdx = wordAt(s.hdr, SRCU_HDR.CTR_IDX);
-  const gpState = wordAt(s.hdr, SRCU_HDR_GP_STATE);
+  const gpState = wordAt(s.hdr, SRCU_HDR.GP_STATE);
   mutexLock(acc, wordAt(s.hdr, SRCU_HDR.GP_MUTEX), GP_MUTEX_WHAT, deadlineMs);
   try {
     acc.writeOnce(gpState, SRCU_GP.SCAN1, 'srcu:gp-start');

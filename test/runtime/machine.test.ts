@@ -128,6 +128,11 @@ test.serial('inject() raises a device interrupt from a pCPU thread over the cont
       resolve();
     });
   });
+  const snaps = await h.actorSnapshots();
+  t.deepEqual(
+    snaps.map((s) => s.name),
+    ['vcpu0', 'vcpu1', 'pcpu0', 'pcpu1'],
+  );
   const res = await h.inject(1, 0x99, 0);
   t.deepEqual(res, { accepted: true, outcome: 'delivered' });
   await t.throwsAsync(h.inject(1, 7), { message: /invalid vector: 7/ });

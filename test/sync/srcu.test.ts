@@ -1,5 +1,5 @@
 import test from 'ava';
-import { SRCU_GP, SRCU_HDR_GP_STATE, kvmSrcu, srcuGpSeq, srcuHeldBy, srcuReadLock, srcuReadUnlock, srcuReadersActive, synchronizeSrcu, wordAt } from '../../src/sync/index.js';
+import { SRCU_GP, kvmSrcu, srcuGpSeq, srcuHeldBy, srcuReadLock, srcuReadUnlock, srcuReadersActive, synchronizeSrcu, wordAt } from '../../src/sync/index.js';
 import { SRCU_HDR } from '../../src/mem/layout.js';
 import { EmuError } from '../../src/errors.js';
 import { expectOk, runWorkers } from '../helpers/run-workers.js';
@@ -18,7 +18,7 @@ test('srcu read lock/unlock bookkeeping and a grace period with no readers', (t)
   synchronizeSrcu(main, s);
   t.is(srcuGpSeq(main, s), 1);
   t.is(main.peek(wordAt(s.hdr, SRCU_HDR.CTR_IDX)), 1, 'one flip per grace period');
-  t.is(main.peek(wordAt(s.hdr, SRCU_HDR_GP_STATE)), SRCU_GP.IDLE);
+  t.is(main.peek(wordAt(s.hdr, SRCU_HDR.GP_STATE)), SRCU_GP.IDLE);
   synchronizeSrcu(main, s);
   t.is(srcuGpSeq(main, s), 2);
   t.is(main.peek(wordAt(s.hdr, SRCU_HDR.CTR_IDX)), 0);
