@@ -52,6 +52,22 @@ export function runAborted(acc: Access): boolean {
   return acc.peek(acc.layout.vm(VM.ABORT)) !== 0;
 }
 
+/** Publish what this actor is about to wait on (for stuck reports); returns its previous status. */
+function publishWait(acc: Access, label: RacePoint, addr: Addr): number {
+  const L = acc.layout;
+  acc.poke(L.actor(acc.actor, ACTOR.WAIT_LABEL), acc.labelId(label));
+  acc.poke(L.actor(acc.actor, ACTOR.WAIT_ADDR), addr);
+  const prev = acc.peek(L.actor(acc.actor, ACTOR.STATUS));
+  acc.poke(L.actor(acc.actor, ACTOR.STATUS), ActorStatus.BLOCKED);
+  return prev;
+}
+
+/** Undo {@link publishWait}. */
+function endWait(acc: Access, prevStatus: number): void {
+  acc.poke(acc.layout.actor(acc.actor, ACTOR.WAIT_LABEL), 0);
+  acc.poke(acc.layout.actor(acc.actor, ACTOR.STATUS), prevStatus);
+}
+
 /**
  * Sleep until *addr != expected (re-checked by the caller), or throw:
  * EMU_ERR_DEADLINE after `deadlineMs` (default: the actor's), EMU_ERR_ABORTED if the run aborts.
@@ -59,12 +75,8 @@ export function runAborted(acc: Access): boolean {
  * @kvm kernel/futex/waitwake.c futex_wait (bounded like kernel/hung_task.c check_hung_task)
  */
 export function waitWhileEqual(acc: Access, addr: Addr, expected: number, label: RacePoint, what: string, deadlineMs = acc.deadlineMs): void {
-  const L = acc.layout;
   const start = performance.now();
-  acc.poke(L.actor(acc.actor, ACTOR.WAIT_LABEL), acc.labelId(label));
-  acc.poke(L.actor(acc.actor, ACTOR.WAIT_ADDR), addr);
-  const prevStatus = acc.peek(L.actor(acc.actor, ACTOR.STATUS));
-  acc.poke(L.actor(acc.actor, ACTOR.STATUS), ActorStatus.BLOCKED);
+  const prevStatus = publishWait(acc, label, addr);
   try {
     for (;;) {
       if (runAborted(acc)) throw abortedError(acc, what);
@@ -84,8 +96,7 @@ export function waitWhileEqual(acc: Access, addr: Addr, expected: number, label:
       }
     }
   } finally {
-    acc.poke(L.actor(acc.actor, ACTOR.WAIT_LABEL), 0);
-    acc.poke(L.actor(acc.actor, ACTOR.STATUS), prevStatus);
+    endWait(acc, prevStatus);
   }
 }
 
@@ -117,12 +128,8 @@ const POLL_MIN_SLEEP_MS = 0.05;
  */
 export function pollUntil(acc: Access, addr: Addr, label: RacePoint, done: () => boolean, what: () => string, deadlineMs = acc.deadlineMs): void {
   if (done()) return;
-  const L = acc.layout;
   const start = performance.now();
-  acc.poke(L.actor(acc.actor, ACTOR.WAIT_LABEL), acc.labelId(label));
-  acc.poke(L.actor(acc.actor, ACTOR.WAIT_ADDR), addr);
-  const prevStatus = acc.peek(L.actor(acc.actor, ACTOR.STATUS));
-  acc.poke(L.actor(acc.actor, ACTOR.STATUS), ActorStatus.BLOCKED);
+  const prevStatus = publishWait(acc, label, addr);
   try {
     for (let i = 0; i < SPIN_LIMIT; i++) {
       acc.cpuRelax(label);
@@ -145,7 +152,6 @@ export function pollUntil(acc: Access, addr: Addr, label: RacePoint, done: () =>
       if (done()) return;
     }
   } finally {
-    acc.poke(L.actor(acc.actor, ACTOR.WAIT_LABEL), 0);
-    acc.poke(L.actor(acc.actor, ACTOR.STATUS), prevStatus);
+    endWait(acc, prevStatus);
   }
 }

@@ -3,21 +3,9 @@
  * symbol with @kvm; README keeps its two set-up commands and CI runs README's test command.
  */
 import test from 'ava';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-
-function files(dir: string): string[] {
-  const out: string[] = [];
-  for (const f of readdirSync(join(ROOT, dir))) {
-    const p = join(dir, f);
-    if (statSync(join(ROOT, p)).isDirectory()) out.push(...files(p));
-    else if (f.endsWith('.ts')) out.push(p);
-  }
-  return out;
-}
+import { ROOT, tsFiles as files } from '../helpers/repo-files.js';
 
 const EXPORT = /^export\s+(?:async\s+)?(?:function|const|class|interface|type|abstract\s+class)\s+(\w+)/;
 

@@ -3,21 +3,9 @@
  * Atomics or raw views of machine memory (the controlled runtime of a later issue depends on it).
  */
 import test from 'ava';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-
-function files(dir: string): string[] {
-  const out: string[] = [];
-  for (const f of readdirSync(join(ROOT, dir))) {
-    const p = join(dir, f);
-    if (statSync(join(ROOT, p)).isDirectory()) out.push(...files(p));
-    else if (f.endsWith('.ts')) out.push(p);
-  }
-  return out;
-}
+import { ROOT, tsFiles as files } from '../helpers/repo-files.js';
 
 /** The layer of a src file: its first directory under src/, or the file itself. */
 function layer(file: string): string {
