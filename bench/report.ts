@@ -13,6 +13,30 @@ export interface Target {
   threshold: number;
   comparison: '<=' | '>=';
   pass: boolean;
+  /** Computed from pairs measured on a contended host only. */
+  unreliable: boolean;
+}
+
+/** One raw + hvemu repetition pair, with the host contention measured during each side. */
+export interface PairInfo {
+  /** Raw figure of the pair (µs per round trip, or delivered/s). */
+  raw: number;
+  /** hvemu figure of the pair. */
+  ours: number;
+  /** CPU taken by other processes + steal during each side (cores; null: unknown). */
+  rawExternalCores: number | null;
+  oursExternalCores: number | null;
+  /** Counted in the medians (false: discarded because the host was contended). */
+  used: boolean;
+}
+
+/** How the pairs of one configuration were chosen. */
+export interface PairSummary {
+  pairs: PairInfo[];
+  /** Pairs counted in the medians. */
+  used: number;
+  /** No uncontended pair: the medians use every pair and the figures are unreliable. */
+  contended: boolean;
 }
 
 export interface StormRow {
@@ -40,6 +64,7 @@ export interface StormRow {
   };
   /** ours / raw. */
   ratio: number;
+  pairing: PairSummary;
 }
 
 export interface BenchResults {
@@ -54,6 +79,8 @@ export interface BenchResults {
     pingPong: { vcpus: number; pcpus: number; reps: number; seconds: number };
     storm: { pcpus: number; vcpus: number[]; reps: number; seconds: number; burst: number; defaultShape: string };
     raw: { warmupMs: number; sampleMs: number };
+    /** A pair is discarded when other processes took more than this many cores during it. */
+    contentionCores: number;
     access: { iterations: number; reps: number };
   };
   pingPong: {
@@ -61,6 +88,7 @@ export interface BenchResults {
     raw: { usPerRoundTrip: number; reps: number[] };
     /** ours / raw (µs per round trip). */
     ratio: number;
+    pairing: PairSummary;
   };
   storm: {
     rows: StormRow[];
@@ -105,7 +133,8 @@ const MODE_TEXT: Record<AccessMode, string> = {
 };
 
 export function targetLine(t: Target): string {
-  return `${t.pass ? 'PASS' : 'MISS'}  ${t.text}: ${fmtRatio(t.value)} (target ${t.comparison} ${fmtRatio(t.threshold)})`;
+  const note = t.unreliable ? ' [unreliable: host contended in every pair]' : '';
+  return `${t.pass ? 'PASS' : 'MISS'}  ${t.text}: ${fmtRatio(t.value)} (target ${t.comparison} ${fmtRatio(t.threshold)})${note}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -122,16 +151,16 @@ function grids(r: BenchResults): Grid[] {
   const s = r.settings;
   const ppGrid: Grid = {
     title: `IPI round trip (ping-pong, ${s.pingPong.vcpus} vCPUs / ${s.pingPong.pcpus} pCPUs, median of ${s.pingPong.reps} x ${s.pingPong.seconds} s)`,
-    head: ['path', 'µs / round trip', 'round trips / s', 'spread (min..max µs)'],
+    head: ['path', 'µs / round trip', 'round trips / s', 'spread (min..max µs)', 'pairs used'],
     rows: [
-      ['raw Atomics spin ping-pong (2 workers)', fmtUs(pp.raw.usPerRoundTrip), fmtRate(1e6 / pp.raw.usPerRoundTrip), spread(pp.raw.reps, fmtUs)],
-      [`hvemu posted-interrupt path${pp.ours.ok ? '' : ' (FAILED runs)'}`, fmtUs(pp.ours.usPerRoundTrip), fmtRate(1e6 / pp.ours.usPerRoundTrip), spread(pp.ours.reps, fmtUs)],
-      ['ratio hvemu / raw', fmtRatio(pp.ratio), '', ''],
+      ['raw Atomics spin ping-pong (2 workers)', fmtUs(pp.raw.usPerRoundTrip), fmtRate(1e6 / pp.raw.usPerRoundTrip), spread(pp.raw.reps, fmtUs), pairsText(pp.pairing)],
+      [`hvemu posted-interrupt path${pp.ours.ok ? '' : ' (FAILED runs)'}`, fmtUs(pp.ours.usPerRoundTrip), fmtRate(1e6 / pp.ours.usPerRoundTrip), spread(pp.ours.reps, fmtUs), ''],
+      ['ratio hvemu / raw', fmtRatio(pp.ratio), '', '', ''],
     ],
   };
   const stormGrid: Grid = {
     title: `IPI storm throughput (interrupts delivered / s, ${s.storm.pcpus} pCPUs, median of ${s.storm.reps} x ${s.storm.seconds} s; default machine shape: ${s.storm.defaultShape})`,
-    head: ['vCPUs', 'hvemu delivered/s', 'hvemu sent/s', 'coalesced', 'lost', 'ok', 'raw delivered/s', 'ratio hvemu/raw'],
+    head: ['vCPUs', 'hvemu delivered/s', 'hvemu sent/s', 'coalesced', 'lost', 'ok', 'raw delivered/s', 'ratio hvemu/raw', 'pairs used'],
     rows: r.storm.rows.map((row) => [
       `${row.vcpus} on ${row.pcpus}`,
       fmtRate(row.ours.deliveredPerSec),
@@ -141,10 +170,11 @@ function grids(r: BenchResults): Grid[] {
       row.ours.ok ? 'yes' : 'NO',
       fmtRate(row.raw.deliveredPerSec),
       fmtRatio(row.ratio),
+      pairsText(row.pairing),
     ]),
   };
   const c = r.storm.collapse;
-  stormGrid.rows.push([`${c.to} / ${c.from}`, fmtRatio(c.ours), '', '', '', '', fmtRatio(c.raw), '']);
+  stormGrid.rows.push([`${c.to} / ${c.from}`, fmtRatio(c.ours), '', '', '', '', fmtRatio(c.raw), '', '']);
   const accGrid: Grid = {
     title: `Access-layer cost (single thread, ${r.access.iterations.toExponential(0)} ops per cell, median of ${r.access.reps}; ns/op incl. loop)`,
     head: ['variant', 'store (writeOnce)', 'load (readOnce)', 'or (atomicOr)'],
@@ -158,6 +188,10 @@ function grids(r: BenchResults): Grid[] {
     }),
   };
   return [ppGrid, stormGrid, accGrid];
+}
+
+function pairsText(p: PairSummary): string {
+  return p.contended ? `0/${p.pairs.length} (contended)` : `${p.used}/${p.pairs.length}`;
 }
 
 function spread(xs: readonly number[], f: (x: number) => string): string {
@@ -203,12 +237,15 @@ export function renderReadme(r: BenchResults): string {
 Run with:
 
 \`\`\`sh
-npm run bench                          # build, then node dist/bench/ipi.bench.js (~1.5 min on 2 cores)
-node dist/bench/ipi.bench.js --quick   # short smoke run; writes bench/results/quick.json, leaves this file alone
+npm run bench                           # build, then node dist/bench/ipi.bench.js
+node dist/bench/ipi.bench.js --quick    # short smoke run; writes bench/results/quick.json, leaves this file alone
+node dist/bench/ipi.bench.js --readme   # only regenerate this file from bench/results/latest.json
 \`\`\`
 
-A full run prints the tables on stdout, writes every figure to \`bench/results/latest.json\` and
-regenerates this file from that JSON, so the numbers below always come from a real run.
+A full run takes about a minute on a quiet 2-core host (up to about two when other processes
+compete for the CPUs and pairs are re-run). It prints the tables on stdout, writes every
+figure to \`bench/results/latest.json\` and regenerates this file from that JSON, so the
+numbers below always come from a real run.
 
 ## Why every figure is a ratio
 
@@ -222,14 +259,26 @@ ${s.raw.sampleMs} ms samples as the figure of a repetition. hvemu runs use the p
 \`Machine\` API on the warm actor pool (a warm-up run first pays thread start-up); the figure of
 a repetition is what \`RunResult\` reports. Each table gives the median over repetitions.
 
+A raw repetition and an hvemu repetition form a *pair*. During each side the bench reads
+\`/proc/stat\` and subtracts the process's own CPU time: the CPU taken by other processes plus
+steal time. Before each pair the bench waits up to a few seconds for the host to go quiet; a
+pair in which others still took more than ${s.contentionCores} cores is discarded and re-run
+(within a time budget): on 2 cores, one foreign busy thread can put both spinning
+workers on the same core, and the raw ping-pong then costs a time slice per round trip
+(milliseconds instead of a fraction of a µs), which measures the neighbours, not the code.
+"pairs used" gives the pairs counted over the pairs run; every pair, discarded or not, is in
+\`bench/results/latest.json\`. If no pair was clean, all are used and the figures and
+targets are marked unreliable.
+
 ## What is measured
 
 1. **IPI round trip.** The \`ping-pong\` workload on ${s.pingPong.vcpus} vCPUs / ${s.pingPong.pcpus} pCPUs
    (${s.vendor}): vCPU 0 sends a fixed IPI (x2APIC ICR write) to vCPU 1, whose handler answers
    with another IPI; both guests spin between interrupts. Every IPI takes the full emulated
    posted-interrupt path (PIR bit + ON in the descriptor, notification or wake-up of the
-   target, PIR to vIRR sync, virtual-interrupt delivery, handler, virtual EOI). Figure: \`elapsedMs * 1000 / roundTrips\` µs. Raw baseline: two workers
-   spinning on one word with \`Atomics.load\` and answering with \`Atomics.store\`.
+   target, PIR to vIRR sync, virtual-interrupt delivery, handler, virtual EOI). Figure:
+   \`elapsedMs * 1000 / roundTrips\` µs. Raw baseline: two workers spinning on one word with
+   \`Atomics.load\` and answering with \`Atomics.store\`.
 2. **Storm throughput.** The \`ipi-storm\` workload with \`burst: 0\` (never HLT), vectors
    0x40..0xdf, on ${s.storm.vcpus.join(', ')} vCPUs, always ${s.storm.pcpus} pCPUs (vCPUs share pCPUs
    round-robin, so more vCPUs than pCPUs is an overcommitted host; the default machine shape

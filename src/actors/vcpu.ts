@@ -13,6 +13,7 @@ import { runAborted } from '../sync/wait.js';
 import { vcpuEnterGuest } from '../kvm/x86.js';
 import { kvmVcpuBlockBegin, kvmVcpuBlockEnd, kvmVcpuBlockIter } from '../kvm/block.js';
 import { TASK_INTERRUPTIBLE } from '../kvm/kick.js';
+import { timerRemainingUs } from '../kvm/lapic-timer.js';
 import type { GuestProgram, KvmCtx } from '../kvm/x86-ops.js';
 import { pcpuRunLock, pcpuRunUnlock, pcpuRunWaiters, yieldToEventLoop } from './sched.js';
 
@@ -80,7 +81,9 @@ export class VcpuActor {
   private schedule(): void {
     const { acc, L } = this.ctx;
     this.put();
-    acc.wait(L.vcpu(this.vcpu, VCPU.TASK_STATE), TASK_INTERRUPTIBLE, this.params.blockSliceMs, 'vcpu:schedule');
+    // Sleep until woken, the LAPIC timer's deadline (its hrtimer), or the end of a block slice.
+    const ms = Math.min(this.params.blockSliceMs, timerRemainingUs(this.ctx, this.vcpu) / 1000);
+    acc.wait(L.vcpu(this.vcpu, VCPU.TASK_STATE), TASK_INTERRUPTIBLE, ms, 'vcpu:schedule');
     this.load();
   }
 

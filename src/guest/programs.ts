@@ -8,6 +8,10 @@ import type { GuestAction, GuestProgram } from '../kvm/x86-ops.js';
 
 /** x2APIC ICR MSR. */
 export const MSR_X2APIC_ICR = 0x830;
+/** IA32_TSC_DEADLINE (hvemu's TSC counts µs of machine time). */
+export const MSR_TSC_DEADLINE = 0x6e0;
+/** The guest's LAPIC timer vector (Linux LOCAL_TIMER_VECTOR). */
+export const TIMER_VECTOR = 0xec;
 
 /** Parameters of the IPI storm workload. */
 export interface IpiStormParams {
@@ -16,18 +20,22 @@ export interface IpiStormParams {
   /** Lowest and highest vector used (inclusive, 16..255). */
   vectorLo: number;
   vectorHi: number;
+  /** Before each HLT the guest arms its LAPIC timer this many µs ahead (its idle tick). */
+  haltTimerUs?: number;
 }
 
-/** The storm's defaults: bursts of 8, vectors 0x40..0xdf. */
-export const DEFAULT_STORM: IpiStormParams = { burst: 8, vectorLo: 0x40, vectorHi: 0xdf };
+/** The storm's defaults: bursts of 8, vectors 0x40..0xdf, a 250 µs idle tick. */
+export const DEFAULT_STORM: IpiStormParams = { burst: 8, vectorLo: 0x40, vectorHi: 0xdf, haltTimerUs: 250 };
 
 /**
- * IPI storm: send `burst` fixed IPIs to random other vCPUs (physical destination), then HLT
- * until an interrupt arrives; handle every interrupt. When the run drains, stop sending and
- * keep handling (then HLT stays idle).
+ * IPI storm: send `burst` fixed IPIs to random other vCPUs (physical destination), arm the
+ * LAPIC timer (the idle tick, so that two vCPUs that halt together still wake up), then HLT;
+ * handle every interrupt. When the run drains, disarm the timer, stop sending and keep
+ * handling (then HLT stays idle).
  */
 export class IpiStormGuest implements GuestProgram {
   private sentInBurst = 0;
+  private armed = false;
   private readonly prng: Prng;
   constructor(
     private readonly self: number,
@@ -36,18 +44,33 @@ export class IpiStormGuest implements GuestProgram {
     seed: number,
     /** Returns false once the workload should stop sending (drain). */
     private readonly sending: () => boolean,
+    /** RDTSC: µs of machine time. */
+    private readonly clockUs: () => number = () => 0,
   ) {
     this.prng = new Prng(seed);
+  }
+  /** HLT, arming the idle tick first (or disarming it when draining). */
+  private halt(draining: boolean): GuestAction {
+    if (draining) {
+      if (!this.armed) return { kind: 'hlt' };
+      this.armed = false;
+      return { kind: 'wrmsr', msr: MSR_TSC_DEADLINE, lo: 0, hi: 0 };
+    }
+    const tick = this.p.haltTimerUs ?? 0;
+    if (tick > 0 && !this.armed) {
+      this.armed = true;
+      return { kind: 'wrmsr', msr: MSR_TSC_DEADLINE, lo: (this.clockUs() + tick) | 0, hi: 0 };
+    }
+    this.armed = false;
+    this.sentInBurst = 0;
+    return { kind: 'hlt' };
   }
   onInterrupt(): void {
     // The handler body: nothing to do besides the EOI the CPU model performs.
   }
   step(): GuestAction {
-    if (this.nrVcpus < 2 || !this.sending()) return { kind: 'hlt' };
-    if (this.p.burst > 0 && this.sentInBurst >= this.p.burst) {
-      this.sentInBurst = 0;
-      return { kind: 'hlt' };
-    }
+    if (this.nrVcpus < 2 || !this.sending()) return this.halt(true);
+    if (this.p.burst > 0 && this.sentInBurst >= this.p.burst) return this.halt(false);
     this.sentInBurst++;
     let dest = this.prng.below(this.nrVcpus - 1);
     if (dest >= this.self) dest++;

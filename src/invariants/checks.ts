@@ -38,11 +38,11 @@ export function hasPendingInterrupt(s: VcpuSnapshot): boolean {
 }
 
 /**
- * Nothing in flight: every vCPU asleep in HLT with empty PIR, vIRR and vISR, ON clear.
- * (The state in which sent = delivered + coalesced must hold.)
+ * Nothing in flight: every vCPU asleep in HLT with empty PIR, vIRR and vISR, ON clear, and no
+ * LAPIC timer armed. (The state in which sent = delivered + coalesced must hold.)
  */
 export function isQuiescent(snap: MachineSnapshot): boolean {
-  return snap.vcpus.every((s) => isSleeping(s) && !s.on && s.pir.every((w) => w === 0) && s.irr.every((w) => w === 0) && s.isr.every((w) => w === 0));
+  return snap.vcpus.every((s) => isSleeping(s) && !s.on && s.timerDeadline === 0 && s.pir.every((w) => w === 0) && s.irr.every((w) => w === 0) && s.isr.every((w) => w === 0));
 }
 
 /**

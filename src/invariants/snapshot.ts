@@ -28,6 +28,8 @@ export interface VcpuSnapshot {
   isr: number[];
   tpr: number;
   ppr: number;
+  /** Armed LAPIC timer deadline (µs of machine time), 0 if disarmed. */
+  timerDeadline: number;
 }
 
 /** One pCPU's state. */
@@ -77,6 +79,7 @@ export function snapshotMachine(acc: Access): MachineSnapshot {
       isr: words(acc, (i) => L.apicBitmapWord(v, APIC_ISR, i)),
       tpr: acc.peek(L.apicReg(v, APIC_TASKPRI)),
       ppr: acc.peek(L.apicReg(v, APIC_PROCPRI)),
+      timerDeadline: acc.peek(L.vcpu(v, VCPU.TIMER_DEADLINE)),
     });
   }
   const pcpus: PcpuSnapshot[] = [];

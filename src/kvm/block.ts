@@ -7,6 +7,7 @@
  */
 import { VCPU, type VcpuId } from '../mem/layout.js';
 import { kvmCheckRequest, KVM_REQ_UNBLOCK } from './requests.js';
+import { kvmInjectPendingTimerIrqs } from './lapic-timer.js';
 import { TASK_INTERRUPTIBLE, TASK_RUNNING } from './kick.js';
 import { EV } from '../trace/events.js';
 import type { KvmCtx } from './x86-ops.js';
@@ -17,6 +18,8 @@ import type { KvmCtx } from './x86-ops.js';
  * @kvm virt/kvm/kvm_main.c kvm_vcpu_check_block
  */
 export function kvmVcpuCheckBlock(ctx: KvmCtx, v: VcpuId): boolean {
+  // kvm_cpu_has_pending_timer(): an expired LAPIC timer makes the vCPU runnable.
+  kvmInjectPendingTimerIrqs(ctx, v);
   if (ctx.ops.apicHasInterrupt(ctx, v)) return true;
   if (kvmCheckRequest(ctx.acc, v, KVM_REQ_UNBLOCK)) return true;
   return false;

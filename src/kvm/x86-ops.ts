@@ -21,6 +21,8 @@ export interface KvmCtx {
   cpu: PcpuId;
   /** need_resched(): the host scheduler wants this pCPU back (time slice over). */
   needResched: () => boolean;
+  /** The guest-visible clock (hvemu's TSC): µs since the machine's epoch, shared by all threads. */
+  clockUs: () => number;
 }
 
 /** Reasons a guest run stops, as VM-exit reasons (SDM appendix C names). */

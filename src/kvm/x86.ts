@@ -19,6 +19,7 @@ import { EXITING_GUEST_MODE, IN_GUEST_MODE, OUTSIDE_GUEST_MODE } from './modes.j
 import { kvmCheckRequest, kvmRequestPending, KVM_REQ_EVENT } from './requests.js';
 import { FIRST_SYSTEM_VECTOR_WORD } from './kick.js';
 import { kvmX2apicMsrWriteExit } from './irq.js';
+import { kvmInjectPendingTimerIrqs, kvmSetLapicTscdeadlineMsr, MSR_IA32_TSC_DEADLINE } from './lapic-timer.js';
 import { EV } from '../trace/events.js';
 import { ExitReason, type GuestProgram, type KvmCtx } from './x86-ops.js';
 
@@ -55,6 +56,7 @@ function setMode(ctx: KvmCtx, v: VcpuId, mode: number): void {
  */
 export function vcpuEnterGuest(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps: number): EnterResult {
   const { acc, ops } = ctx;
+  kvmInjectPendingTimerIrqs(ctx, v);
   // 1. requests
   if (kvmRequestPending(acc, v)) {
     if (kvmCheckRequest(acc, v, KVM_REQ_EVENT)) ops.injectPending(ctx, v);
@@ -95,7 +97,8 @@ export function vcpuEnterGuest(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxS
       ctx.stats.count('halts');
       return 'halt';
     case ExitReason.MSR_WRITE:
-      kvmX2apicMsrWriteExit(ctx, v, exit.msr ?? 0, exit.lo ?? 0, exit.hi ?? 0);
+      if (exit.msr === MSR_IA32_TSC_DEADLINE) kvmSetLapicTscdeadlineMsr(ctx, v, exit.lo ?? 0);
+      else kvmX2apicMsrWriteExit(ctx, v, exit.msr ?? 0, exit.lo ?? 0, exit.hi ?? 0);
       return 'continue';
     default:
       return 'continue';

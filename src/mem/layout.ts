@@ -15,6 +15,7 @@
  * | pi-desc      | vCPU   | 64    | 64    | PIR[8] | control (ON, SN, NV) | NDST                 |
  * | vcpu         | vCPU   | 64    | 64    | mode, requests, cpu, rcuwait, ... ({@link VCPU})      |
  * | pcpu         | pCPU   | 64    | 64    | host IRR (system vectors), current vCPU, NMI, online   |
+ * | runq         | pCPU   | 2048  | 64    | ticket -> waiting actor id + 1 (run-queue hand-off)     |
  * | srcu         | actor  | 64    | 64    | per-actor SRCU counters locks[2], unlocks[2]           |
  * | actor        | actor  | 64    | 64    | fence word, status, live totals ({@link ACTOR})       |
  * | ring         | actor  | 64+16R| 64    | event ring: head line, tail line, R records of 4 words |
@@ -105,6 +106,8 @@ export const VCPU = {
   READY: 12,
   /** Vector injected by KVM through VM-entry event injection (non-APICv), -1 none. */
   INJECTED: 13,
+  /** Armed TSC deadline of the LAPIC timer in µs of machine time (0 = disarmed). */
+  TIMER_DEADLINE: 14,
 } as const;
 
 /** Word offsets of per-pCPU state. */
@@ -146,6 +149,8 @@ export const ACTOR = {
   WAIT_ADDR: 9,
   /** Incremented at every yield: proves the actor makes progress. */
   HEARTBEAT: 10,
+  /** Run-queue hand-off word: the releaser of a pCPU sets it to 1 when this actor's ticket is served. */
+  RUNQ_WAKE: 11,
 } as const;
 
 /** Values of {@link ACTOR.STATUS}. */
@@ -224,6 +229,8 @@ export interface Layout {
   vcpu(v: VcpuId, field: number): Addr;
   /** A per-pCPU word ({@link PCPU}). */
   pcpu(p: PcpuId, field: number): Addr;
+  /** Run-queue slot of pCPU p for ticket t: holds the waiting actor's id + 1, or 0. */
+  runqSlot(p: PcpuId, ticket: number): Addr;
   /** A per-actor bookkeeping word ({@link ACTOR}). */
   actor(a: ActorId, field: number): Addr;
   /** A per-actor SRCU counter ({@link SRCU_CTR}). */
@@ -237,6 +244,8 @@ export interface Layout {
 }
 
 const MAX_VCPUS = 256;
+/** Run-queue slots per pCPU: more than the actors that can ever queue for one pCPU. */
+const RUNQ_SLOTS = 512;
 
 function roundUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;
@@ -283,6 +292,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
   add('pi-desc', config.vcpus, PI_DESC_BYTES, 64);
   add('vcpu', config.vcpus, LINE_BYTES, LINE_BYTES);
   add('pcpu', config.pcpus, LINE_BYTES, LINE_BYTES);
+  add('runq', config.pcpus, RUNQ_SLOTS * 4, LINE_BYTES);
   add('srcu', actors, LINE_BYTES, LINE_BYTES);
   add('actor', actors, LINE_BYTES, LINE_BYTES);
   add('ring', actors, ringBytes, LINE_BYTES);
@@ -300,6 +310,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
   const pidR = reg('pi-desc');
   const vcpuR = reg('vcpu');
   const pcpuR = reg('pcpu');
+  const runqR = reg('runq');
   const srcuR = reg('srcu');
   const actorR = reg('actor');
   const ringR = reg('ring');
@@ -321,6 +332,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
     pid: (v, field, i = 0) => w(pidR, v, (field + i) * 4),
     vcpu: (v, field) => w(vcpuR, v, field * 4),
     pcpu: (p, field) => w(pcpuR, p, field * 4),
+    runqSlot: (p, ticket) => w(runqR, p, (ticket & (RUNQ_SLOTS - 1)) * 4),
     actor: (a, field) => w(actorR, a, field * 4),
     srcu: (a, field) => w(srcuR, a, field * 4),
     ring: (a, word) => w(ringR, a, word * 4),

@@ -5,7 +5,9 @@
  */
 import { PCPU, VCPU, type Layout } from '../mem/layout.js';
 import type { Access } from '../mem/access.js';
-import { apicSoftwareEnable, kvmLapicReset } from '../apic/index.js';
+import { APIC_LVTT } from '../mem/apicdef.js';
+import { APIC_LVT_TIMER_TSCDEADLINE, apicSoftwareEnable, kvmLapicReset, kvmLapicSetReg } from '../apic/index.js';
+import { TIMER_VECTOR } from '../guest/programs.js';
 import type { VendorModule } from '../vendor/index.js';
 
 /** Home pCPU of vCPU v (vCPUs spread round-robin over pCPUs). */
@@ -19,6 +21,8 @@ export function initMachineState(acc: Access, vendor: VendorModule): void {
   for (let v = 0; v < L.config.vcpus; v++) {
     kvmLapicReset(acc, v, { x2apic: true, bsp: v === 0 });
     apicSoftwareEnable(acc, v);
+    // Guest firmware: LAPIC timer in TSC-deadline mode on TIMER_VECTOR (disarmed until used).
+    kvmLapicSetReg(acc, v, APIC_LVTT, TIMER_VECTOR | APIC_LVT_TIMER_TSCDEADLINE, 'vm:init');
     acc.writeOnce(L.vcpu(v, VCPU.CPU), -1, 'vm:init');
     acc.writeOnce(L.vcpu(v, VCPU.INJECTED), -1, 'vm:init');
     vendor.vcpuCreate(acc, v, homePcpu(L, v));

@@ -9,7 +9,7 @@ import { waitWhileEqual } from '../sync/wait.js';
 import { ActorStats } from '../kvm/stats.js';
 import { kvmIrqDeliveryToApic } from '../kvm/irq.js';
 import type { GuestProgram, KvmCtx } from '../kvm/x86-ops.js';
-import { Tracer } from '../trace/events.js';
+import { Tracer, sharedClockMs } from '../trace/events.js';
 import { IpiStormGuest, PingPongGuest, ScriptGuest } from '../guest/programs.js';
 import { deriveSeed } from '../util/prng.js';
 import { vendorModule } from '../vendor/index.js';
@@ -19,10 +19,10 @@ import { toWire } from '../errors.js';
 import { portEndpoint } from './endpoint.js';
 import type { ActorControl, ActorResult, ActorTask, WorkloadSpec } from './protocol.js';
 
-function makeGuest(w: WorkloadSpec, self: number, nrVcpus: number, seed: number, sending: () => boolean): GuestProgram & { figures(): Record<string, number> } {
+function makeGuest(w: WorkloadSpec, self: number, nrVcpus: number, seed: number, sending: () => boolean, clockUs: () => number): GuestProgram & { figures(): Record<string, number> } {
   switch (w.kind) {
     case 'ipi-storm': {
-      const g = new IpiStormGuest(self, nrVcpus, w.storm, seed, sending);
+      const g = new IpiStormGuest(self, nrVcpus, w.storm, seed, sending, clockUs);
       return Object.assign(g, { figures: () => ({}) });
     }
     case 'ping-pong': {
@@ -60,9 +60,10 @@ export async function runActorTask(task: ActorTask): Promise<ActorResult> {
     runningVcpu: role.kind === 'vcpu' ? role.vcpu : -1,
     cpu: -1,
     needResched: () => false,
+    clockUs: () => Math.round((sharedClockMs() - task.epochMs) * 1000),
   };
   const sending = () => acc.peek(L.vm(VM.RUN_STATE)) === RunState.RUNNING;
-  const guest = role.kind === 'vcpu' ? makeGuest(task.workload, role.vcpu, nrVcpus, deriveSeed(task.seed, role.vcpu), sending) : undefined;
+  const guest = role.kind === 'vcpu' ? makeGuest(task.workload, role.vcpu, nrVcpus, deriveSeed(task.seed, role.vcpu), sending, ctx.clockUs) : undefined;
   const actor = role.kind === 'vcpu' ? new VcpuActor(ctx, role.vcpu, role.home, guest!, task.loop) : new PcpuActor(ctx, role.pcpu);
 
   let startGate: () => void = () => undefined;

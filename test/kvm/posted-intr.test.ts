@@ -20,7 +20,8 @@ import { kvmVcpuKick, POSTED_INTR_VECTOR, RESCHEDULE_VECTOR, TASK_INTERRUPTIBLE 
 import { EXITING_GUEST_MODE, IN_GUEST_MODE, OUTSIDE_GUEST_MODE } from '../../src/kvm/modes.js';
 import { KVM_REQ_EVENT } from '../../src/kvm/requests.js';
 import { ExitReason, type KvmCtx } from '../../src/kvm/x86-ops.js';
-import { ScriptGuest } from '../../src/guest/programs.js';
+import { ScriptGuest, TIMER_VECTOR } from '../../src/guest/programs.js';
+import { kvmSetLapicTscdeadlineMsr } from '../../src/kvm/lapic-timer.js';
 
 function machine(vcpus = 2, pcpus = 2): MachineMemory {
   const mem = createMachineMemory({ vcpus, pcpus });
@@ -30,7 +31,7 @@ function machine(vcpus = 2, pcpus = 2): MachineMemory {
 
 function ctx(mem: MachineMemory, actor: number, runningVcpu: number, cpu: number): KvmCtx {
   const acc = new Access(mem, { actor, name: `a${actor}` });
-  return { acc, L: mem.layout, nrVcpus: mem.layout.config.vcpus, ops: vmxX86Ops, stats: new ActorStats(acc, mem.layout.config.vcpus), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu, cpu, needResched: () => false };
+  return { acc, L: mem.layout, nrVcpus: mem.layout.config.vcpus, ops: vmxX86Ops, stats: new ActorStats(acc, mem.layout.config.vcpus), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu, cpu, needResched: () => false, clockUs: () => 1 };
 }
 
 const bit = (vector: number) => 1 << (vector - 0xe0);
@@ -180,4 +181,21 @@ test('APICv inactive: the injected vector reaches the guest at the next entry an
   t.deepEqual(guest.received, [0x55]);
   t.is(r.acc.peek(r.L.apicBitmapWord(1, APIC_ISR, 0x55 >> 5)), 0);
   t.is(r.stats.delivered[1 * 256 + 0x55], 1);
+});
+
+test('LAPIC timer (TSC-deadline): an expired deadline raises the LVTT vector and makes a halted vCPU runnable', (t) => {
+  const mem = machine();
+  let now = 100;
+  const r = { ...ctx(mem, 1, 1, -1), clockUs: () => now };
+  kvmSetLapicTscdeadlineMsr(r, 1, 150);
+  kvmVcpuBlockBegin(r, 1);
+  let scheduled = 0;
+  t.false(kvmVcpuBlockIter(r, 1, () => scheduled++), 'deadline not reached: sleeps');
+  now = 151;
+  t.true(kvmVcpuBlockIter(r, 1, () => scheduled++), 'deadline passed: runnable');
+  kvmVcpuBlockEnd(r, 1);
+  t.is(scheduled, 1);
+  t.is(r.acc.peek(r.L.vcpu(1, VCPU.TIMER_DEADLINE)), 0, 'one-shot: disarmed');
+  t.is(r.stats.sent[1 * 256 + TIMER_VECTOR], 1);
+  t.true(pirHas(r, 1, TIMER_VECTOR) || irrHas(r, 1, TIMER_VECTOR));
 });

@@ -28,6 +28,16 @@ test.serial('IPI storm on 4 vCPUs / 2 pCPUs: every interrupt sent is delivered o
   t.true(r.ok);
 });
 
+test.serial('two vCPUs that halt together are woken by their LAPIC timer (the idle tick)', async (t) => {
+  const r = await Machine.create({ vcpus: 2, pcpus: 2 })
+    .run({ seconds: 0.4, seed: 5, workload: { kind: 'ipi-storm', storm: { burst: 8, vectorLo: 0x40, vectorHi: 0xdf, haltTimerUs: 200 } } })
+    .result;
+  t.true(r.ok, r.failure?.message ?? JSON.stringify(r.violations));
+  const timer = r.accounting.perVector.find((v) => v.vector === 0xec);
+  t.true((timer?.delivered ?? 0) > 0, 'timer interrupts delivered');
+  t.is(r.accounting.totals.lost, 0);
+});
+
 test.serial('pure storm (no HLT) with 16 vCPUs on 2 pCPUs completes with nothing lost', async (t) => {
   const r = await Machine.create({ vcpus: 16, pcpus: 2 })
     .run({ seconds: 0.5, seed: 3, workload: { kind: 'ipi-storm', storm: { burst: 0, vectorLo: 0x20, vectorHi: 0xef } } })
