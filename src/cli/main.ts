@@ -114,7 +114,7 @@ async function cmdTour(f: { json?: boolean; seconds: string; seed?: string }): P
   const tty = !!process.stdout.isTTY;
   if (!f.json) {
     out(`hvemu tour — the built-in default machine: ${DEFAULT_MACHINE.vendor}, ${DEFAULT_MACHINE.vcpus} vCPUs on ${DEFAULT_MACHINE.pcpus} pCPUs, every vCPU and pCPU an actor on its own worker thread.\n`);
-    out('1. Posted-interrupt IPI storm: each guest writes the x2APIC ICR to random vCPUs (bursts of 8, then HLT).');
+    out('1. Posted-interrupt IPI storm: each guest writes the x2APIC ICR to random vCPUs (bursts of 8, then arms its LAPIC timer and HLTs).');
     out('   KVM posts to the target PIR, sets ON and rings the notification doorbell of the target pCPU, or wakes it.\n');
   }
   results.push(await runWithUi(m, { seconds, seed, trace: true, workload: { kind: 'ipi-storm', storm: DEFAULT_STORM } }, 'storm', !!f.json));
