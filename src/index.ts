@@ -31,6 +31,8 @@ export { createLayout, assertLayout, describeAddr, VM, VCPU, PCPU, PID, ACTOR, R
 export type { Layout, LayoutConfig, Addr, VcpuId, PcpuId, ActorId } from './mem/layout.js';
 export { Access, createMachineMemory, attachMachineMemory } from './mem/access.js';
 export type { MachineMemory, AccessOptions, WidenConfig, RacePoint } from './mem/access.js';
+/** Label id of a race point in 'mem:access' events (field `a`): FNV-1a of the label. */
+export { fnv1a as racePointId } from './util/prng.js';
 
 export * as apic from './apic/index.js';
 export * as sync from './sync/index.js';

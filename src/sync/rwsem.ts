@@ -20,7 +20,7 @@
  *   releaser: atomic RMW on STATE  [full fence] → READ_ONCE(SLEEPERS) → notify if > 0
  */
 import type { Addr } from '../mem/layout.js';
-import type { Access } from '../mem/access.js';
+import type { Access, RacePoint } from '../mem/access.js';
 import { SPIN_LIMIT, waitWhileEqual } from './wait.js';
 import { notOwnerError, ownerLabel, ownerTag, recursiveLockError, wordAt } from './owner.js';
 
@@ -186,6 +186,16 @@ export function downWrite(acc: Access, addr: Addr, what = DEFAULT_WHAT, deadline
   }
 }
 
+/** Check the caller holds the write side (EMU_ERR_INTERNAL otherwise), then clear the owner. */
+function dropWriteOwner(acc: Access, addr: Addr, what: string, lbl: RacePoint): void {
+  const ownerAddr = wordAt(addr, RWSEM.OWNER);
+  const owner = acc.readOnce(ownerAddr, lbl);
+  if (owner !== ownerTag(acc.actor) || (acc.readOnce(addr, lbl) & WRITER) === 0) {
+    throw notOwnerError(acc.name, `${what} (write)`, ownerLabel(acc.layout, owner));
+  }
+  acc.writeOnce(ownerAddr, 0, lbl);
+}
+
 /**
  * Release the write hold and wake all sleepers. Throws EMU_ERR_INTERNAL (leaving the semaphore
  * alone) if the caller is not the writer.
@@ -193,12 +203,7 @@ export function downWrite(acc: Access, addr: Addr, what = DEFAULT_WHAT, deadline
  */
 export function upWrite(acc: Access, addr: Addr, what = DEFAULT_WHAT): void {
   const lbl = label(what);
-  const ownerAddr = wordAt(addr, RWSEM.OWNER);
-  const owner = acc.readOnce(ownerAddr, lbl);
-  if (owner !== ownerTag(acc.actor) || (acc.readOnce(addr, lbl) & WRITER) === 0) {
-    throw notOwnerError(acc.name, `${what} (write)`, ownerLabel(acc.layout, owner));
-  }
-  acc.writeOnce(ownerAddr, 0, lbl);
+  dropWriteOwner(acc, addr, what, lbl);
   acc.atomicAdd(addr, -WRITER, lbl);
   wakeSleepers(acc, addr, lbl);
 }
@@ -209,12 +214,7 @@ export function upWrite(acc: Access, addr: Addr, what = DEFAULT_WHAT): void {
  */
 export function downgradeWrite(acc: Access, addr: Addr, what = DEFAULT_WHAT): void {
   const lbl = label(what);
-  const ownerAddr = wordAt(addr, RWSEM.OWNER);
-  const owner = acc.readOnce(ownerAddr, lbl);
-  if (owner !== ownerTag(acc.actor) || (acc.readOnce(addr, lbl) & WRITER) === 0) {
-    throw notOwnerError(acc.name, `${what} (write)`, ownerLabel(acc.layout, owner));
-  }
-  acc.writeOnce(ownerAddr, 0, lbl);
+  dropWriteOwner(acc, addr, what, lbl);
   acc.atomicAdd(addr, 1 - WRITER, lbl);
   wakeSleepers(acc, addr, lbl);
 }

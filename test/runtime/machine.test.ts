@@ -169,3 +169,20 @@ test('bad machine parameters name the parameter', (t) => {
   t.throws(() => m.run({ seconds: -1 }), { message: /invalid seconds/ });
   t.throws(() => m.run({ workload: { kind: 'ipi-storm', storm: { burst: 1, vectorLo: 3, vectorHi: 0x40 } } }), { message: /invalid vectorLo/ });
 });
+
+test.serial('record: every labelled access gets a unique global sequence number; widening keeps the run correct', async (t) => {
+  const rec = Machine.create({ vcpus: 2, pcpus: 1 }).run({ seconds: 0.05, record: true, workload: { kind: 'ping-pong', pinger: 0, ponger: 1, pingVector: 0x40, pongVector: 0x41, spin: false } });
+  const seqs: number[] = [];
+  rec.events$.subscribe((e) => {
+    if (e.type === 'mem:access') seqs.push(e.t);
+  });
+  const r1 = await rec.result;
+  t.true(r1.ok, r1.failure?.message);
+  t.true(seqs.length > 100);
+  t.is(new Set(seqs).size, seqs.length, 'sequence numbers are unique');
+  const r2 = await Machine.create({ vcpus: 3, pcpus: 2 })
+    .run({ seconds: 0.2, seed: 9, widen: { seed: 9, probability: 0.2, maxSpins: 200, points: ['pi:', 'vcpu:mode'] } })
+    .result;
+  t.true(r2.ok, r2.failure?.message ?? JSON.stringify(r2.violations));
+  t.true(r2.accounting.totals.sent > 0);
+});
