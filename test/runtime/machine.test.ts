@@ -186,3 +186,20 @@ test.serial('record: every labelled access gets a unique global sequence number;
   t.true(r2.ok, r2.failure?.message ?? JSON.stringify(r2.violations));
   t.true(r2.accounting.totals.sent > 0);
 });
+
+test.serial('workers that die mid-run end the run with a crash report, not a hang', async (t) => {
+  const pool = new ActorPool(4);
+  const h = Machine.create({ vcpus: 2, pcpus: 2 }, { pool }).run({ seconds: 30 });
+  await new Promise<void>((resolve) => {
+    const sub = h.progress$.subscribe(() => {
+      sub.unsubscribe();
+      resolve();
+    });
+  });
+  await pool.destroy(); // terminates every worker thread, as a crash would
+  const r = await h.result;
+  t.false(r.ok);
+  t.is(r.failure?.code, 'EMU_ERR_ACTOR_CRASHED');
+  t.regex(r.failure?.message ?? '', /^(vcpu|pcpu)\d: worker crashed/);
+  t.true(r.elapsedMs < 30_000);
+});
