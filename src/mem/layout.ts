@@ -20,6 +20,9 @@
  * | actor        | actor  | 64    | 64    | fence word, status, live totals ({@link ACTOR})       |
  * | ring         | actor  | 64+16R| 64    | event ring: head line, tail line, R records of 4 words |
  * | scratch      | 1      | 4S    | 64    | words for tests, examples and user scenarios           |
+ * | savic-backing| vCPU*  | 4096  | 4096  | Secure AVIC guest-owned backing page (IRR, ISR, ALLOWED_IRR, NMI_REQUEST) |
+ * | vmcb         | vCPU*  | 64    | 64    | Secure AVIC VMCB fields: UpdateIRR, RequestedIRR[8]     |
+ * (* only with the `savic` option)
  */
 import { APIC_PAGE_BYTES, APIC_VECTOR_STRIDE_BYTES } from './apicdef.js';
 import { EmuError } from '../errors.js';
@@ -56,8 +59,16 @@ export const VM = {
   KVM_SRCU: 7,
   /** Number of actors that reached the start gate. */
   READY_COUNT: 8,
+  /** Scenario rounds: barrier at the start of a round (COUNT, GEN). */
+  ROUND_START: 9,
+  /** Scenario rounds: barrier at the end of a round (COUNT, GEN). */
+  ROUND_END: 10,
+  /** Scenario rounds completed (written by the checking actor). */
+  ITERATIONS: 11,
+  /** Main asks the scenario to stop at the end of the current round. */
+  STOP_REQUEST: 12,
 } as const;
-const VM_LINES = 9;
+const VM_LINES = 13;
 
 /** Values of {@link VM.RUN_STATE}. */
 export const RunState = { INIT: 0, RUNNING: 1, DRAINING: 2, STOP: 3 } as const;
@@ -165,6 +176,22 @@ export const SRCU_CTR = { LOCKS0: 0, LOCKS1: 1, UNLOCKS0: 2, UNLOCKS1: 3 } as co
  */
 export const SRCU_HDR = { CTR_IDX: 0, GP_SEQ: 1, GP_MUTEX: 2, GP_MUTEX_OWNER: 3, GP_STATE: 4 } as const;
 
+/**
+ * Word offsets of the Secure AVIC fields of a vCPU's VMCB control area modelled here
+ * (APM: VMCB offset 0x134 bit 0 UpdateIRR, offset 0x150 RequestedIRR as 8 x u32).
+ */
+export const VMCB = {
+  /** UpdateIRR (bit 0): VMRUN must merge RequestedIRR into the backing page IRR. */
+  UPDATE_IRR: 0,
+  /** RequestedIRR[0..7]: vectors KVM asks VMRUN to inject (filtered by ALLOWED_IRR). */
+  REQUESTED_IRR: 1,
+} as const;
+
+/** Secure AVIC guest backing page: ALLOWED_IRR word i lives at 0x204 + 0x10 * i. */
+export const SAVIC_ALLOWED_IRR = 0x204;
+/** Secure AVIC guest backing page: NMI_REQUEST (bit 0). */
+export const SAVIC_NMI_REQUEST = 0x278;
+
 /** Event ring: word offsets of the header lines and the record size. */
 export const RING = {
   /** Producer index (monotonic). */
@@ -189,6 +216,8 @@ export interface LayoutConfig {
   ringRecords?: number;
   /** Words of scratch space for tests and user scenarios. */
   scratchWords?: number;
+  /** Add the AMD Secure AVIC regions (guest backing page and VMCB fields per vCPU). */
+  savic?: boolean;
 }
 
 /** One entry of the region table. */
@@ -239,6 +268,10 @@ export interface Layout {
   ring(a: ActorId, w: number): Addr;
   /** Scratch word i. */
   scratch(i: number): Addr;
+  /** Word at byte `offset` of vCPU v's Secure AVIC guest backing page (needs `savic`). */
+  savicBacking(v: VcpuId, offset: number): Addr;
+  /** A Secure AVIC VMCB control word of vCPU v ({@link VMCB}; needs `savic`). */
+  vmcb(v: VcpuId, field: number, i?: number): Addr;
   /** Region by name. */
   region(name: string): RegionInfo;
 }
@@ -262,6 +295,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
     extraActors: cfg.extraActors ?? 0,
     ringRecords: cfg.ringRecords ?? 4096,
     scratchWords: cfg.scratchWords ?? 256,
+    savic: cfg.savic ?? false,
   };
   const check = (name: string, v: number, lo: number, hi: number) => {
     if (!Number.isInteger(v) || v < lo || v > hi) {
@@ -297,6 +331,8 @@ export function createLayout(cfg: LayoutConfig): Layout {
   add('actor', actors, LINE_BYTES, LINE_BYTES);
   add('ring', actors, ringBytes, LINE_BYTES);
   add('scratch', 1, Math.max(4, config.scratchWords * 4), LINE_BYTES);
+  add('savic-backing', config.savic ? config.vcpus : 0, APIC_PAGE_BYTES, APIC_PAGE_BYTES);
+  add('vmcb', config.savic ? config.vcpus : 0, LINE_BYTES, LINE_BYTES);
   const totalBytes = roundUp(cursor, 4096);
 
   const byName = new Map(regions.map((r) => [r.name, r]));
@@ -315,6 +351,11 @@ export function createLayout(cfg: LayoutConfig): Layout {
   const actorR = reg('actor');
   const ringR = reg('ring');
   const scratchR = reg('scratch');
+  const savicR = reg('savic-backing');
+  const vmcbR = reg('vmcb');
+  const needSavic = (what: string) => {
+    if (!config.savic) throw new EmuError('EMU_ERR_LAYOUT', `${what}: this machine has no Secure AVIC regions (layout option savic)`);
+  };
   const w = (r: RegionInfo, i: number, byteOff: number) => ((r.base + r.stride * i + byteOff) >> 2) as Addr;
 
   const layout: Layout = {
@@ -337,6 +378,14 @@ export function createLayout(cfg: LayoutConfig): Layout {
     srcu: (a, field) => w(srcuR, a, field * 4),
     ring: (a, word) => w(ringR, a, word * 4),
     scratch: (i) => w(scratchR, 0, i * 4),
+    savicBacking: (v, offset) => {
+      needSavic('savicBacking');
+      return w(savicR, v, offset);
+    },
+    vmcb: (v, field, i = 0) => {
+      needSavic('vmcb');
+      return w(vmcbR, v, (field + i) * 4);
+    },
     region: reg,
   };
   assertLayout(layout);
@@ -377,6 +426,7 @@ const FIELD_NAMES: Record<string, Record<number, string>> = {
   vm: Object.fromEntries(Object.entries(VM).map(([k, v]) => [v * LINE_WORDS, k])),
   'pi-desc': { 0: 'PIR0', 1: 'PIR1', 2: 'PIR2', 3: 'PIR3', 4: 'PIR4', 5: 'PIR5', 6: 'PIR6', 7: 'PIR7', 8: 'CONTROL', 9: 'NDST' },
   vcpu: Object.fromEntries(Object.entries(VCPU).map(([k, v]) => [v, k])),
+  vmcb: { 0: 'UPDATE_IRR', 1: 'REQUESTED_IRR0', 2: 'REQUESTED_IRR1', 3: 'REQUESTED_IRR2', 4: 'REQUESTED_IRR3', 5: 'REQUESTED_IRR4', 6: 'REQUESTED_IRR5', 7: 'REQUESTED_IRR6', 8: 'REQUESTED_IRR7' },
   pcpu: Object.fromEntries(Object.entries(PCPU).map(([k, v]) => [v, k])),
   actor: Object.fromEntries(Object.entries(ACTOR).map(([k, v]) => [v, k])),
 };
@@ -396,4 +446,19 @@ export function describeAddr(layout: Pick<Layout, 'regions'>, addr: Addr | numbe
     return field ? `${where}.${field}` : `${where}+0x${off.toString(16)}`;
   }
   return `word ${addr} (outside the machine)`;
+}
+
+/**
+ * Plan named areas in the scratch region, each starting on its own 64-byte line (so hot words
+ * of different writers never share a line). Returns the first scratch word of each area and the
+ * total words needed (pass it as `scratchWords`).
+ */
+export function planScratch<K extends string>(areas: Readonly<Record<K, number>>): { at: Record<K, number>; words: number } {
+  const at = {} as Record<K, number>;
+  let next = 0;
+  for (const k of Object.keys(areas) as K[]) {
+    at[k] = next;
+    next += Math.ceil(Math.max(1, areas[k]) / LINE_WORDS) * LINE_WORDS;
+  }
+  return { at, words: next };
 }

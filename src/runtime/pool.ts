@@ -9,6 +9,7 @@ import { EmuError } from '../errors.js';
 import type { ActorResult, ActorTask } from './protocol.js';
 
 const WORKER_URL = new URL('../../workers/actor-worker.js', import.meta.url).href;
+const SCENARIO_WORKER_URL = new URL('../../workers/scenario-worker.js', import.meta.url).href;
 
 /** Hard upper bound of pool threads (256 vCPUs + 256 pCPUs would be silly on 2 cores). */
 export const MAX_POOL_THREADS = 600;
@@ -16,7 +17,7 @@ export const MAX_POOL_THREADS = 600;
 /** A warm pool of actor threads. */
 export class ActorPool {
   readonly threads: number;
-  private readonly piscina: Piscina<ActorTask, ActorResult>;
+  private readonly piscina: Piscina;
   private destroyed = false;
 
   constructor(threads: number) {
@@ -49,7 +50,12 @@ export class ActorPool {
 
   /** Start one actor task. */
   run(task: ActorTask): Promise<ActorResult> {
-    return this.piscina.run(task, { transferList: [task.port as never] });
+    return this.piscina.run(task, { transferList: [task.port as never] }) as Promise<ActorResult>;
+  }
+
+  /** Start one race-scenario actor task (workers/scenario-worker.ts) on the same threads. */
+  runScenario<T, R>(task: T): Promise<R> {
+    return this.piscina.run(task, { filename: SCENARIO_WORKER_URL }) as Promise<R>;
   }
 
   /** Threads currently alive. */

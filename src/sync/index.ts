@@ -9,3 +9,4 @@ export * from './mutex.js';
 export * from './rwsem.js';
 export * from './srcu.js';
 export * from './doorbell.js';
+export * from './barrier.js';

@@ -1,0 +1,89 @@
+/**
+ * What a race scenario is: a litmus-style experiment over a slice of the machine, run by one
+ * actor per role on real worker threads in rounds (one round = one iteration):
+ *
+ *   all roles: barrier(start) -> round(ctx, r) -> barrier(end)
+ *   role 0:    check(ctx, r) (pure invariant checkers) -> reset for the next round
+ *
+ * Buggy and fixed variants run the same code except one named step (`differs`); window widening
+ * (seeded spins at race points, `widen`) is the same for every variant.
+ */
+import type { Access } from '../mem/access.js';
+import type { Layout, LayoutConfig } from '../mem/layout.js';
+import type { Prng } from '../util/prng.js';
+import type { Violation } from '../invariants/checks.js';
+import { badParam } from '../errors.js';
+
+/** One variant of a scenario. */
+export interface ScenarioVariant {
+  /** `buggy`, `fixed`, or `buggy-<what>`. */
+  name: string;
+  buggy: boolean;
+  /** The one step in which this variant differs from the fixed one (empty for `fixed`). */
+  differs: string;
+}
+
+/** A named invariant the scenario checks. */
+export interface ScenarioInvariant {
+  /** Name of the pure checker, e.g. `savicNoLostAllowedVector`. */
+  name: string;
+  description: string;
+  /** Variants the invariant is checked in (default: all). */
+  variants?: readonly string[];
+}
+
+/** Parameters of one race run. */
+export interface ScenarioParams {
+  variant: ScenarioVariant;
+  /** vCPUs of the modelled VM (what `--vcpus` sets). */
+  vcpus: number;
+  seed: number;
+}
+
+/** What an actor of a scenario gets on its worker. */
+export interface ScenarioCtx {
+  readonly acc: Access;
+  readonly L: Layout;
+  readonly params: ScenarioParams;
+  /** This actor's role name and index in `roles()`. */
+  readonly role: string;
+  readonly index: number;
+  readonly roles: readonly string[];
+  /** Seeded per actor. */
+  readonly prng: Prng;
+}
+
+/** A scenario of the race catalogue. */
+export interface ScenarioDef {
+  /** CLI id, e.g. `savic-requested-irr`. */
+  id: string;
+  title: string;
+  /** Seed thread file in shared/seeds. */
+  seedFile: string;
+  /** Variants; the first buggy one is the default. */
+  variants: readonly ScenarioVariant[];
+  invariants: readonly ScenarioInvariant[];
+  /** Window widening applied to every variant alike. */
+  widen: { probability: number; maxSpins: number; points: readonly string[] };
+  /** Default, minimum and maximum `vcpus`. */
+  vcpus: { default: number; min: number; max: number };
+  /** Role names in actor order; role 0 checks and resets. */
+  roles(p: ScenarioParams): string[];
+  /** Machine memory the scenario needs (scratchWords, savic, ...). */
+  layout(p: ScenarioParams): Omit<LayoutConfig, 'extraActors' | 'ringRecords'>;
+  /** Initial machine state, written by the main thread before the actors start. */
+  init(acc: Access, p: ScenarioParams): void;
+  /** One role's part of round r. */
+  round(ctx: ScenarioCtx, r: number): void;
+  /** Role 0, after every round: the invariant checkers' verdict on this round. */
+  check(ctx: ScenarioCtx, r: number): Violation[];
+  /** Role 0, after the check: put the machine back for the next round. */
+  reset(ctx: ScenarioCtx): void;
+}
+
+/** The variant called `name` (EMU_ERR_BAD_PARAM naming `variant` and the choices otherwise). @emulator */
+export function findVariant(def: ScenarioDef, name: string | undefined): ScenarioVariant {
+  const v = name === undefined ? (def.variants.find((x) => x.buggy) ?? def.variants[0]) : def.variants.find((x) => x.name === name);
+  if (!v) throw badParam('variant', `"${name}" is not a variant of ${def.id} (variants: ${def.variants.map((x) => x.name).join(', ')})`);
+  return v;
+}

@@ -1,0 +1,17 @@
+/**
+ * The race catalogue: every scenario, by id. (test/repo checks this list against the folders
+ * and README's catalogue table.)
+ */
+import { badParam } from '../errors.js';
+import type { ScenarioDef } from './define.js';
+import { savicRequestedIrr } from './savic-requested-irr/scenario.js';
+
+/** Every scenario, in catalogue order. */
+export const SCENARIOS: readonly ScenarioDef[] = [savicRequestedIrr];
+
+/** A scenario by id (EMU_ERR_BAD_PARAM naming the id and the known ones otherwise). @emulator */
+export function findScenario(id: string): ScenarioDef {
+  const s = SCENARIOS.find((x) => x.id === id);
+  if (!s) throw badParam('scenario', `unknown scenario "${id}" (known: ${SCENARIOS.map((x) => x.id).join(', ')})`);
+  return s;
+}

@@ -1,0 +1,36 @@
+/**
+ * Scenario actor tasks: what crosses to a pool thread and what comes back (plain data).
+ */
+import type { LayoutConfig } from '../mem/layout.js';
+import type { WidenConfig } from '../mem/access.js';
+import type { WireError } from '../errors.js';
+import type { Violation } from '../invariants/checks.js';
+
+/** One scenario actor's task. */
+export interface ScenarioTask {
+  kind: 'scenario';
+  sab: SharedArrayBuffer;
+  layout: LayoutConfig;
+  scenario: string;
+  variant: string;
+  vcpus: number;
+  seed: number;
+  index: number;
+  name: string;
+  deadlineMs: number;
+  epochMs: number;
+  widen?: WidenConfig;
+  trace: boolean;
+  /** Stop after this many rounds (role 0 decides). */
+  maxIterations: number;
+}
+
+/** What a scenario actor reports. */
+export interface ScenarioTaskResult {
+  name: string;
+  ok: boolean;
+  error?: WireError;
+  /** Role 0 only: rounds completed, and the first violation with its round and time. */
+  iterations?: number;
+  first?: { iteration: number; elapsedMs: number; violations: Violation[] } | null;
+}

@@ -1,0 +1,161 @@
+/**
+ * Running a race scenario from the main thread: validate, build machine memory, start one actor
+ * per role on the warm pool, open the gate, stop at the first violation or when the budget ends
+ * (or on `signal`), and report.
+ */
+import { ACTOR, ActorStatus, RunState, VM, describeAddr } from '../mem/layout.js';
+import { Access, createMachineMemory, type WidenConfig } from '../mem/access.js';
+import { sharedClockMs } from '../trace/events.js';
+import { badParam, fromWire, type EmuErrorCode } from '../errors.js';
+import type { Violation } from '../invariants/checks.js';
+import { sharedPool, type ActorPool } from '../runtime/pool.js';
+import { checkInt, checkNumber } from '../runtime/config.js';
+import { findScenario } from './index.js';
+import { findVariant, type ScenarioDef, type ScenarioParams } from './define.js';
+import type { ScenarioTask, ScenarioTaskResult } from './protocol.js';
+
+/** Options of `hvemu race`. */
+export interface RaceOptions {
+  /** Variant name (default: the scenario's first buggy variant). */
+  variant?: string;
+  /** Stop after this many rounds. */
+  iterations?: number;
+  /** Stop after this many seconds (default 10 when no `iterations`). */
+  seconds?: number;
+  seed?: number;
+  /** vCPUs of the modelled VM (default per scenario). */
+  vcpus?: number;
+  /** Window widening: true (default, the scenario's), false (none). */
+  widen?: boolean;
+  /** Longest any single wait may last before the actor is reported stuck (ms). */
+  deadlineMs?: number;
+  pool?: ActorPool;
+  /** Abort early (Ctrl-C); the result then covers the rounds run so far. */
+  signal?: AbortSignal;
+}
+
+/** The first violation of a race. */
+export interface FirstViolation {
+  iteration: number;
+  elapsedMs: number;
+  invariant: string;
+  detail: string;
+  violations: Violation[];
+}
+
+/** Result of a race run (the `hvemu race --json` document). */
+export interface RaceResult {
+  scenario: string;
+  variant: string;
+  seed: number;
+  vcpus: number;
+  iterations: number;
+  elapsedMs: number;
+  /** Violations found (the run stops at the first). */
+  violations: number;
+  first: FirstViolation | null;
+  widen: { probability: number; maxSpins: number; points: readonly string[] } | null;
+  interrupted: boolean;
+  failure: { code: EmuErrorCode; message: string; actor?: string; stuck: { actor: string; status: string; waitingOn: string }[] } | null;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const STATUS_NAMES = Object.fromEntries(Object.entries(ActorStatus).map(([k, v]) => [v, k]));
+
+/** Validate a race's options against its scenario. @emulator */
+export function resolveRace(id: string, o: RaceOptions): { def: ScenarioDef; params: ScenarioParams; maxIterations: number; seconds: number | undefined } {
+  const def = findScenario(id);
+  const variant = findVariant(def, o.variant);
+  if (o.iterations !== undefined && o.seconds !== undefined) throw badParam('iterations', 'give either iterations or seconds, not both');
+  const maxIterations = o.iterations === undefined ? Number.MAX_SAFE_INTEGER : checkInt('iterations', o.iterations, 1, 1e12);
+  const seconds = o.iterations === undefined ? checkNumber('seconds', o.seconds ?? 10, 0.01, 86_400) : undefined;
+  const vcpus = checkInt('vcpus', o.vcpus ?? def.vcpus.default, def.vcpus.min, def.vcpus.max);
+  const seed = checkInt('seed', o.seed ?? 1, 0, 0xffffffff);
+  return { def, params: { variant, vcpus, seed }, maxIterations, seconds };
+}
+
+/** Run one race. Rejects only for bad options; actor failures come back in `failure`. @emulator */
+export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResult> {
+  const { def, params, maxIterations, seconds } = resolveRace(id, o);
+  const deadlineMs = checkInt('deadlineMs', o.deadlineMs ?? 10_000, 1, 3_600_000);
+  const roles = def.roles(params);
+  const layoutCfg = { ...def.layout(params), extraActors: roles.length, ringRecords: 1024 };
+  const mem = createMachineMemory(layoutCfg);
+  const L = mem.layout;
+  const main = new Access(mem, { actor: L.mainActor, name: 'main', deadlineMs });
+  def.init(main, params);
+  const pool = o.pool ?? (await sharedPool(roles.length));
+  pool.ensureCapacity(roles.length);
+  const widen: WidenConfig | undefined = o.widen === false ? undefined : { seed: params.seed, probability: def.widen.probability, maxSpins: def.widen.maxSpins, points: def.widen.points };
+  const epochMs = sharedClockMs();
+  const results: (ScenarioTaskResult | undefined)[] = roles.map(() => undefined);
+  const promises = roles.map((role, index) => {
+    const task: ScenarioTask = { kind: 'scenario', sab: mem.sab, layout: layoutCfg, scenario: def.id, variant: params.variant.name, vcpus: params.vcpus, seed: params.seed, index, name: `${role}`, deadlineMs, epochMs, trace: false, maxIterations };
+    if (widen) task.widen = widen;
+    return pool.runScenario<ScenarioTask, ScenarioTaskResult>(task).then(
+      (r) => (results[index] = r),
+      (err: unknown) => (results[index] = { name: role, ok: false, error: { code: 'EMU_ERR_ACTOR_CRASHED', message: `${role}: worker crashed: ${err instanceof Error ? err.message : String(err)}`, actor: role } }),
+    );
+  });
+  const settled = () => results.filter((r) => r !== undefined).length;
+
+  const readyBy = performance.now() + 30_000;
+  while (main.peek(L.vm(VM.READY_COUNT)) < roles.length && settled() === 0 && performance.now() < readyBy) await sleep(2);
+  const t0 = performance.now();
+  main.poke(L.vm(VM.RUN_STATE), RunState.RUNNING);
+  main.poke(L.vm(VM.START_GATE), 1);
+  main.notify(L.vm(VM.START_GATE), Infinity, 'runtime:start-gate');
+
+  let stopAskedAt: number | undefined;
+  let stuck: RaceResult['failure'] extends infer F ? (F extends { stuck: infer S } ? S : never) : never = [];
+  for (;;) {
+    if (settled() === roles.length) break;
+    await sleep(5);
+    const now = performance.now();
+    const timeUp = seconds !== undefined && now - t0 >= seconds * 1000;
+    if (stopAskedAt === undefined && (timeUp || o.signal?.aborted)) {
+      main.poke(L.vm(VM.STOP_REQUEST), 1);
+      stopAskedAt = now;
+    }
+    if (stopAskedAt !== undefined && now - stopAskedAt > deadlineMs + 5_000 && settled() < roles.length) {
+      stuck = roles
+        .map((role, i) => ({ role, i }))
+        .filter(({ i }) => results[i] === undefined)
+        .map(({ role, i }) => {
+          const a = L.extraActor(i);
+          const label = main.peek(L.actor(a, ACTOR.WAIT_LABEL));
+          return { actor: role, status: STATUS_NAMES[main.peek(L.actor(a, ACTOR.STATUS))] ?? '?', waitingOn: label !== 0 ? describeAddr(L, main.peek(L.actor(a, ACTOR.WAIT_ADDR))) : 'running (not in a wait)' };
+        });
+      main.poke(L.vm(VM.ABORT), 1);
+      await pool.destroy();
+      break;
+    }
+  }
+  await Promise.race([Promise.all(promises), sleep(1000)]);
+  const elapsedMs = performance.now() - t0;
+  const lead = results[0];
+  const failures = results.filter((r): r is ScenarioTaskResult => r !== undefined && !r.ok);
+  const root = failures.find((r) => r.error?.code !== 'EMU_ERR_ABORTED') ?? failures[0];
+  let failure: RaceResult['failure'] = null;
+  if (root?.error) {
+    const e = fromWire(root.error);
+    failure = { code: e.code, message: e.message, actor: root.name, stuck };
+  } else if (stuck.length > 0) failure = { code: 'EMU_ERR_DEADLINE', message: `${stuck.length} actor(s) did not stop`, stuck };
+  const f = lead?.first ?? null;
+  const first: FirstViolation | null = f && f.violations[0] ? { iteration: f.iteration, elapsedMs: f.elapsedMs, invariant: f.violations[0].invariant, detail: f.violations[0].message, violations: f.violations } : null;
+  return {
+    scenario: def.id,
+    variant: params.variant.name,
+    seed: params.seed,
+    vcpus: params.vcpus,
+    iterations: lead?.iterations ?? main.peek(L.vm(VM.ITERATIONS)),
+    elapsedMs,
+    violations: first ? first.violations.length : 0,
+    first,
+    widen: widen ? { probability: widen.probability, maxSpins: widen.maxSpins, points: widen.points ?? [] } : null,
+    interrupted: o.signal?.aborted ?? false,
+    failure,
+  };
+}
+
+

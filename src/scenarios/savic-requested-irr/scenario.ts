@@ -1,0 +1,210 @@
+/**
+ * savic-requested-irr — AMD Secure AVIC: RequestedIRR written by a remote CPU races with VMRUN's
+ * read-then-clear of RequestedIRR/UpdateIRR. Seed: 003 (RFC v2 cover letter, "Interrupt
+ * Injection"; domain notes 7.2, SA-1). See README.md beside this file.
+ *
+ *   source thread (other pCPU)                   target thread (runs the vCPU)
+ *   buggy:  RequestedIRR[i] |= bit   (locked)    VMRUN: if UpdateIRR:
+ *           UpdateIRR = 1                           r = RequestedIRR[*]          (read)
+ *                                                   IRR |= r & ALLOWED_IRR
+ *                 ── lands here ──>                 RequestedIRR[*] = 0          (separate clear)
+ *                                                   UpdateIRR = 0
+ *   fixed:  KVM IRR |= bit (locked), REQ_EVENT    before VMRUN, on this thread:
+ *           (never touches RequestedIRR)            RequestedIRR |= KVM IRR; clear those KVM IRR
+ *                                                   bits (atomically); UpdateIRR = 1
+ */
+import { APIC_IRR } from '../../mem/apicdef.js';
+import { SAVIC_ALLOWED_IRR, VMCB, planScratch, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
+import type { Access } from '../../mem/access.js';
+import { kvmLapicSetIrr } from '../../apic/index.js';
+import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
+import { savicNoDisallowedDelivered, savicNoLostAllowedVector, savicRequestedIrrSingleWriter, type SavicRound } from '../../invariants/savic.js';
+import type { Violation } from '../../invariants/checks.js';
+import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
+
+/** The vCPU whose RequestedIRR is contended. */
+const TARGET: VcpuId = 0;
+/** Vectors the sources use, and how many each source sends per round. */
+const FIRST_VECTOR = 0x20;
+const LAST_VECTOR = 0xef;
+const SENDS_PER_ROUND = 12;
+
+/** A vector the guest does not allow (it keeps those for its own IPIs). */
+function guestDisallows(v: number): boolean {
+  return (v & 7) === 7;
+}
+
+function sources(p: ScenarioParams): number {
+  return Math.max(1, p.vcpus - 1);
+}
+
+function plan(p: ScenarioParams) {
+  const n = sources(p);
+  return planScratch({ srcDone: 1, foreign: n * 16, sent: n * 256, delivered: 256 });
+}
+
+/**
+ * Move KVM's pending IRR into RequestedIRR on the CPU about to VMRUN the vCPU: OR each word
+ * into RequestedIRR, clear exactly those bits from KVM's IRR with an atomic AND (concurrent
+ * deliveries are kept), set UpdateIRR.
+ * @kvm arch/x86/kvm/svm/sev.c sev_savic_set_requested_irr (RFC v2)
+ */
+export function savicSetRequestedIrr(acc: Access, v: VcpuId): void {
+  const L = acc.layout;
+  let any = false;
+  for (let i = 0; i < 8; i++) {
+    const kvmIrr = L.apicBitmapWord(v, APIC_IRR, i);
+    const val = acc.readOnce(kvmIrr, 'savic:kvm-irr-read');
+    if (val === 0) continue;
+    const r = L.vmcb(v, VMCB.REQUESTED_IRR, i);
+    acc.writeOnce(r, acc.readOnce(r, 'savic:requested-irr-read') | val, 'savic:requested-irr-write');
+    acc.atomicAnd(kvmIrr, ~val, 'savic:kvm-irr-clear');
+    any = true;
+  }
+  if (any) acc.writeOnce(L.vmcb(v, VMCB.UPDATE_IRR), 1, 'savic:update-irr-write');
+}
+
+/**
+ * What VMRUN does with UpdateIRR set: merge RequestedIRR, filtered by the guest's ALLOWED_IRR,
+ * into the backing page's IRR, then clear RequestedIRR and UpdateIRR — a read followed by a
+ * separate clear, not an atomic exchange.
+ * @apm AMD64 APM vol. 2, Secure AVIC: VMRUN processing of UpdateIRR / RequestedIRR
+ */
+export function savicVmrun(acc: Access, v: VcpuId): void {
+  const L = acc.layout;
+  if (acc.readOnce(L.vmcb(v, VMCB.UPDATE_IRR), 'savic:vmrun-update-irr-read') === 0) return;
+  for (let i = 0; i < 8; i++) {
+    const req = acc.readOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 'savic:vmrun-read');
+    if (req === 0) continue;
+    const allowed = acc.readOnce(L.savicBacking(v, SAVIC_ALLOWED_IRR + 0x10 * i), 'savic:vmrun-allowed-read');
+    const irr = L.savicBacking(v, APIC_IRR + 0x10 * i);
+    acc.writeOnce(irr, acc.readOnce(irr, 'savic:vmrun-irr-read') | (req & allowed), 'savic:vmrun-irr-write');
+  }
+  for (let i = 0; i < 8; i++) acc.writeOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 0, 'savic:vmrun-clear');
+  acc.writeOnce(L.vmcb(v, VMCB.UPDATE_IRR), 0, 'savic:vmrun-clear-update-irr');
+}
+
+/** The guest takes every vector in its backing-page IRR (handler + accelerated EOI). */
+function guestConsume(ctx: ScenarioCtx, delivered: number): void {
+  const { acc, L } = ctx;
+  for (let i = 0; i < 8; i++) {
+    const irr = L.savicBacking(TARGET, APIC_IRR + 0x10 * i);
+    let w = acc.readOnce(irr, 'guest:irr-read');
+    if (w === 0) continue;
+    acc.writeOnce(irr, 0, 'guest:irr-ack');
+    while (w !== 0) {
+      const b = 31 - Math.clz32(w);
+      w &= ~(1 << b);
+      acc.bump(L.scratch(delivered + i * 32 + b));
+    }
+  }
+}
+
+function pending(ctx: ScenarioCtx): boolean {
+  const { acc, L } = ctx;
+  if (acc.readOnce(L.vmcb(TARGET, VMCB.UPDATE_IRR), 'savic:update-irr-read') !== 0) return true;
+  for (let i = 0; i < 8; i++) if (acc.readOnce(L.apicBitmapWord(TARGET, APIC_IRR, i), 'savic:kvm-irr-read') !== 0) return true;
+  return false;
+}
+
+/** One source's part of a round: deliver SENDS_PER_ROUND of its own vectors to the target. */
+function sourceRound(ctx: ScenarioCtx): void {
+  const { acc, L, params } = ctx;
+  const s = ctx.index - 1;
+  const n = sources(params);
+  const at = plan(params).at;
+  const mine: number[] = [];
+  for (let v = FIRST_VECTOR; v <= LAST_VECTOR; v++) if (v % n === s) mine.push(v);
+  for (let k = 0; k < SENDS_PER_ROUND && mine.length > 0; k++) {
+    const v = mine.splice(ctx.prng.below(mine.length), 1)[0]!;
+    acc.bump(L.scratch(at.sent + s * 256 + v));
+    if (params.variant.buggy) {
+      // BUG (deliberate): the sender's thread writes the target's RequestedIRR/UpdateIRR while
+      // the target's CPU may be inside VMRUN's read-then-clear (RFC v1's injection path).
+      acc.atomicOr(L.vmcb(TARGET, VMCB.REQUESTED_IRR, vecWord(v)), 1 << vecPos(v), 'savic:remote-requested-irr-or');
+      acc.writeOnce(L.vmcb(TARGET, VMCB.UPDATE_IRR), 1, 'savic:remote-update-irr-write');
+      acc.bump(L.scratch(at.foreign + s * 16), 2);
+    } else {
+      // kvm_irq_delivery_to_apic -> KVM's software IRR, KVM_REQ_EVENT (and a kick).
+      kvmLapicSetIrr(acc, TARGET, v);
+      kvmMakeRequest(acc, TARGET, KVM_REQ_EVENT);
+    }
+  }
+  acc.atomicAdd(L.scratch(at.srcDone), 1, 'savic:source-done');
+}
+
+/** The target's part of a round: enter (inject + VMRUN) and run the guest until all is consumed. */
+function targetRound(ctx: ScenarioCtx): void {
+  const { acc, L, params } = ctx;
+  const at = plan(params).at;
+  const n = sources(params);
+  for (;;) {
+    const done = acc.readOnce(L.scratch(at.srcDone), 'savic:source-done-read') === n;
+    savicSetRequestedIrr(acc, TARGET);
+    savicVmrun(acc, TARGET);
+    guestConsume(ctx, at.delivered);
+    if (done && !pending(ctx)) return;
+  }
+}
+
+/** The round's record for the checkers. */
+function roundRecord(ctx: ScenarioCtx): SavicRound {
+  const { acc, L, params } = ctx;
+  const at = plan(params).at;
+  const n = sources(params);
+  const sent = new Uint32Array(256);
+  const delivered = new Uint32Array(256);
+  const allowed: number[] = [];
+  let foreign = 0;
+  for (let s = 0; s < n; s++) {
+    for (let v = 0; v < 256; v++) sent[v]! += acc.peek(L.scratch(at.sent + s * 256 + v));
+    foreign += acc.peek(L.scratch(at.foreign + s * 16));
+  }
+  for (let v = 0; v < 256; v++) delivered[v] = acc.peek(L.scratch(at.delivered + v));
+  for (let i = 0; i < 8; i++) allowed.push(acc.peek(L.savicBacking(TARGET, SAVIC_ALLOWED_IRR + 0x10 * i)) >>> 0);
+  return { target: TARGET, sent, delivered, allowed, foreignWrites: foreign };
+}
+
+/** The scenario. */
+export const savicRequestedIrr: ScenarioDef = {
+  id: 'savic-requested-irr',
+  title: 'Secure AVIC: a remote RequestedIRR write races with VMRUN clearing RequestedIRR/UpdateIRR',
+  seedFile: '003_7040354a06e62716.txt',
+  variants: [
+    { name: 'buggy', buggy: true, differs: "the sender's thread ORs the vector into the target's RequestedIRR and sets UpdateIRR" },
+    { name: 'fixed', buggy: false, differs: '' },
+  ],
+  invariants: [
+    { name: 'savicNoLostAllowedVector', description: 'every interrupt sent to an allowed vector reaches the guest' },
+    { name: 'savicNoDisallowedDelivered', description: 'no vector outside ALLOWED_IRR reaches the guest' },
+    { name: 'savicRequestedIrrSingleWriter', description: 'RequestedIRR/UpdateIRR are written only by the thread that runs the vCPU', variants: ['fixed'] },
+  ],
+  widen: { probability: 0.5, maxSpins: 400, points: ['savic:vmrun-', 'savic:remote-', 'savic:kvm-irr-'] },
+  vcpus: { default: 3, min: 2, max: 16 },
+  roles: (p) => ['target', ...Array.from({ length: sources(p) }, (_, i) => `source${i}`)],
+  layout: (p) => ({ vcpus: p.vcpus, pcpus: p.vcpus, savic: true, scratchWords: plan(p).words }),
+  init(acc, p) {
+    // The guest allows device vectors and keeps every 8th vector for itself.
+    for (let i = 0; i < 8; i++) {
+      let allowed = 0;
+      for (let b = 0; b < 32; b++) if (!guestDisallows(i * 32 + b)) allowed |= 1 << b;
+      acc.writeOnce(acc.layout.savicBacking(TARGET, SAVIC_ALLOWED_IRR + 0x10 * i), allowed, 'savic:init');
+    }
+    void p;
+  },
+  round(ctx) {
+    if (ctx.index === 0) targetRound(ctx);
+    else sourceRound(ctx);
+  },
+  check(ctx): Violation[] {
+    const rec = roundRecord(ctx);
+    const out = [...savicNoLostAllowedVector(rec), ...savicNoDisallowedDelivered(rec)];
+    if (!ctx.params.variant.buggy) out.push(...savicRequestedIrrSingleWriter(rec));
+    return out;
+  },
+  reset(ctx) {
+    const { acc, L, params } = ctx;
+    const { words } = plan(params);
+    for (let i = 0; i < words; i++) acc.poke(L.scratch(i), 0);
+  },
+};
