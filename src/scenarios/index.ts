@@ -7,7 +7,9 @@ import type { ScenarioDef } from './define.js';
 import { savicRequestedIrr } from './savic-requested-irr/scenario.js';
 
 /** Every scenario, in catalogue order. */
-export const SCENARIOS: readonly ScenarioDef[] = [savicRequestedIrr];
+export const SCENARIOS: readonly ScenarioDef[] = [
+  savicRequestedIrr,
+];
 
 /** A scenario by id (EMU_ERR_BAD_PARAM naming the id and the known ones otherwise). @emulator */
 export function findScenario(id: string): ScenarioDef {

@@ -137,12 +137,17 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
   const failures = results.filter((r): r is ScenarioTaskResult => r !== undefined && !r.ok);
   const root = failures.find((r) => r.error?.code !== 'EMU_ERR_ABORTED') ?? failures[0];
   let failure: RaceResult['failure'] = null;
-  if (root?.error) {
+  const f = lead?.first ?? null;
+  let first: FirstViolation | null = f && f.violations[0] ? { iteration: f.iteration, elapsedMs: f.elapsedMs, invariant: f.violations[0].invariant, detail: f.violations[0].message, violations: f.violations } : null;
+  if (root?.error?.code === 'EMU_ERR_DEADLINE' || (!root && stuck.length > 0)) {
+    // A deadlock is a finding, not a crash: every stuck actor and what it waited on.
+    const waits = failures.map((r) => r.error?.message ?? r.name).concat(stuck.map((x) => `${x.actor} (${x.status}) waiting on ${x.waitingOn}`));
+    const v: Violation = { invariant: 'noDeadlock', message: waits.join('; ') };
+    first = { iteration: main.peek(L.vm(VM.ITERATIONS)), elapsedMs, invariant: v.invariant, detail: v.message, violations: [v] };
+  } else if (root?.error) {
     const e = fromWire(root.error);
     failure = { code: e.code, message: e.message, actor: root.name, stuck };
-  } else if (stuck.length > 0) failure = { code: 'EMU_ERR_DEADLINE', message: `${stuck.length} actor(s) did not stop`, stuck };
-  const f = lead?.first ?? null;
-  const first: FirstViolation | null = f && f.violations[0] ? { iteration: f.iteration, elapsedMs: f.elapsedMs, invariant: f.violations[0].invariant, detail: f.violations[0].message, violations: f.violations } : null;
+  }
   return {
     scenario: def.id,
     variant: params.variant.name,
