@@ -16,7 +16,10 @@ import { DEFAULT_STORM } from '../guest/programs.js';
 import { MsgpackEventWriter } from '../trace/msgpack.js';
 import { EmuError } from '../errors.js';
 import { parseIntOption, parseNumberOption } from './args.js';
-import { resultToJson, resultToText } from './output.js';
+import { raceToJson, raceToText, resultToJson, resultToText } from './output.js';
+import Table from 'cli-table3';
+import { SCENARIOS } from '../scenarios/index.js';
+import { resolveRace, runRace, type RaceOptions } from '../scenarios/runner.js';
 
 /** Exit codes of the CLI. */
 export const EXIT = { OK: 0, FINDING: 1, USAGE: 2, INTERNAL: 3 } as const;
@@ -126,6 +129,65 @@ async function cmdTour(f: { json?: boolean; seconds: string; seed?: string }): P
   return results.every((r) => r.ok) ? EXIT.OK : EXIT.FINDING;
 }
 
+interface RaceFlags {
+  variant?: string;
+  iterations?: string;
+  seconds?: string;
+  seed?: string;
+  vcpus?: string;
+  widen: boolean;
+  trace?: string;
+  json?: boolean;
+  deadlineMs: string;
+}
+
+function cmdList(f: { json?: boolean }): number {
+  const rows = SCENARIOS.map((d) => ({
+    id: d.id,
+    title: d.title,
+    seed: d.seedFile,
+    variants: d.variants.map((v) => v.name),
+    invariants: d.invariants.map((i) => i.name),
+  }));
+  if (f.json) {
+    out(JSON.stringify(rows, null, 2));
+    return EXIT.OK;
+  }
+  const tty = !!process.stdout.isTTY;
+  const t = new Table(tty ? { head: ['id', 'variants', 'invariants', 'seed'] } : { head: ['id', 'variants', 'invariants', 'seed'], style: { head: [], border: [] } });
+  for (const r of rows) t.push([`${r.id}\n${r.title}`, r.variants.join('\n'), r.invariants.join('\n'), r.seed]);
+  out(t.toString());
+  return EXIT.OK;
+}
+
+async function cmdRace(id: string, f: RaceFlags): Promise<number> {
+  const opts: RaceOptions = { widen: f.widen, deadlineMs: parseIntOption('deadline-ms', f.deadlineMs) };
+  if (f.variant !== undefined) opts.variant = f.variant;
+  if (f.iterations !== undefined) opts.iterations = parseIntOption('iterations', f.iterations);
+  if (f.seconds !== undefined) opts.seconds = parseNumberOption('seconds', f.seconds);
+  opts.seed = f.seed !== undefined ? parseIntOption('seed', f.seed) : (Date.now() % 0xffffffff) >>> 0;
+  if (f.vcpus !== undefined) opts.vcpus = parseIntOption('vcpus', f.vcpus);
+  if (f.trace !== undefined) opts.traceFile = f.trace;
+  resolveRace(id, opts);
+  const ac = new AbortController();
+  opts.signal = ac.signal;
+  const onSigint = () => {
+    if (ac.signal.aborted) void closeSharedPool().finally(() => process.exit(130));
+    err('\ninterrupted: stopping after the current round (Ctrl-C again to force)');
+    ac.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const r = await runRace(id, opts);
+    if (f.json) out(JSON.stringify(raceToJson(r), null, 2));
+    else out(raceToText(r));
+    if (r.failure) return EXIT.FINDING;
+    return r.violations > 0 ? EXIT.FINDING : EXIT.OK;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
 /** Build the command tree (exported for tests of --help). */
 export function buildProgram(): Command {
   const program = new Command();
@@ -153,6 +215,28 @@ export function buildProgram(): Command {
       process.exitCode = await cmdRun(f);
     });
   program
+    .command('list')
+    .description('the race catalogue: id, title, seed thread, variants, invariants')
+    .option('--json', 'print JSON')
+    .action((f: { json?: boolean }) => {
+      process.exitCode = cmdList(f);
+    });
+  program
+    .command('race <id>')
+    .description('run a race scenario until its first violation or the end of the budget')
+    .option('--variant <name>', 'variant (default: the first buggy one)')
+    .option('--iterations <n>', 'budget in rounds')
+    .option('--seconds <s>', 'budget in seconds (default 10)')
+    .option('--seed <x>', 'seed of every random choice (default: time-based, printed)')
+    .option('--vcpus <n>', 'vCPUs of the modelled VM (default per scenario)')
+    .option('--no-widen', 'no window widening at race points')
+    .option('--deadline-ms <ms>', 'a wait longer than this is a deadlock finding', '10000')
+    .option('--trace <file>', 'write the accesses around the first violation as Chrome Trace Event JSON (Perfetto)')
+    .option('--json', 'print the result as JSON')
+    .action(async (id: string, f: RaceFlags) => {
+      process.exitCode = await cmdRace(id, f);
+    });
+  program
     .command('tour')
     .description('a short tour on the built-in default machine (what `npm start` runs)')
     .option('--seconds <s>', 'length of each step', '2')
@@ -164,7 +248,12 @@ export function buildProgram(): Command {
   return program;
 }
 
-const USAGE = 'usage: hvemu run [--vcpus N] [--pcpus M] [--seconds S] [--seed X] [--vendor vmx] [--burst B] [--json] [--trace-out FILE]\n       hvemu tour [--seconds S] [--json]\n       hvemu --help';
+const USAGE =
+  'usage: hvemu run [--vcpus N] [--pcpus M] [--seconds S] [--seed X] [--vendor vmx] [--burst B] [--json] [--trace-out FILE]\n' +
+  '       hvemu list [--json]\n' +
+  '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--trace FILE] [--json]\n' +
+  '       hvemu tour [--seconds S] [--json]\n' +
+  '       hvemu --help';
 
 /** Entry point: parse, run, map errors to exit codes. */
 export async function main(argv: string[]): Promise<number> {

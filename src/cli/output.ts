@@ -3,6 +3,7 @@
  */
 import Table from 'cli-table3';
 import type { RunResult } from '../runtime/machine.js';
+import type { RaceResult } from '../scenarios/runner.js';
 import { MODE_NAMES } from '../kvm/modes.js';
 
 /** The JSON document `hvemu run --json` prints. */
@@ -59,5 +60,43 @@ export function resultToText(r: RunResult, tty: boolean): string {
     for (const e of v.events ?? []) lines.push(`    t=${e.t}µs ${e.actor} ${e.type} a=${e.a} b=${e.b}${e.type === 'vcpu:mode' ? ' (' + (MODE_NAMES[e.b] ?? e.b) + ')' : ''}`);
   }
   lines.push(r.ok ? 'result: OK — every interrupt sent was delivered or coalesced (lost = 0)' : 'result: FAILED');
+  return lines.join('\n');
+}
+
+/** The JSON document `hvemu race --json` prints. */
+export function raceToJson(r: RaceResult): Record<string, unknown> {
+  return {
+    scenario: r.scenario,
+    variant: r.variant,
+    seed: r.seed,
+    vcpus: r.vcpus,
+    iterations: r.iterations,
+    elapsedMs: Math.round(r.elapsedMs),
+    violations: r.violations,
+    first: r.first ? { iteration: r.first.iteration, elapsedMs: +r.first.elapsedMs.toFixed(3), invariant: r.first.invariant, detail: r.first.detail } : null,
+    widen: r.widen,
+    interrupted: r.interrupted,
+    failure: r.failure,
+    trace: r.trace,
+  };
+}
+
+/** Human-readable race report. */
+export function raceToText(r: RaceResult): string {
+  const lines = [`hvemu race ${r.scenario} --variant ${r.variant} --seed ${r.seed} (${r.vcpus} vCPUs${r.widen ? `, widening p=${r.widen.probability} up to ${r.widen.maxSpins} spins` : ', no widening'})`];
+  lines.push(`${fmt(r.iterations)} rounds in ${(r.elapsedMs / 1000).toFixed(2)} s${r.interrupted ? ' (interrupted)' : ''}`);
+  if (r.first) {
+    lines.push(`VIOLATION ${r.first.invariant} in round ${r.first.iteration} after ${r.first.elapsedMs.toFixed(1)} ms:`);
+    lines.push(`  ${r.first.detail}`);
+    for (const v of r.first.violations.slice(1, 6)) lines.push(`  also ${v.invariant}: ${v.message}`);
+  } else if (!r.failure) {
+    lines.push('no violation');
+  }
+  if (r.failure) {
+    lines.push(`FAILED (${r.failure.code}) ${r.failure.actor ? r.failure.actor + ': ' : ''}${r.failure.message}`);
+    for (const s of r.failure.stuck) lines.push(`  stuck: ${s.actor} (${s.status}) waiting on ${s.waitingOn}`);
+  }
+  if (r.trace) lines.push(`trace: ${r.trace.events} accesses written to ${r.trace.file} (open it in https://ui.perfetto.dev)`);
+  lines.push(`replay: hvemu race ${r.scenario} --variant ${r.variant} --seed ${r.seed}${r.widen ? '' : ' --no-widen'}`);
   return lines.join('\n');
 }

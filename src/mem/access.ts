@@ -71,6 +71,12 @@ export interface AccessOptions {
   record?: boolean;
   /** Longest any single blocking wait of this actor may last before it is reported stuck (ms). */
   deadlineMs?: number;
+  /**
+   * Flight-recorder ring: the producer overwrites the oldest records instead of dropping the
+   * newest; nobody drains during the run, the last records are read afterwards
+   * (RingReader.readLast). For traces "around the first violation".
+   */
+  flightRecorder?: boolean;
 }
 
 /** Result of {@link Access.wait}, as Atomics.wait reports it. */
@@ -96,6 +102,7 @@ export class Access {
   private readonly widen: WidenConfig | undefined;
   private readonly widenPrng: Prng | undefined;
   private readonly record: boolean;
+  private readonly flightRecorder: boolean;
   private readonly labelIds = new Map<string, number>();
   private readonly widenCache = new Map<string, boolean>();
   /** Sink for delay spins so the JIT cannot remove them. */
@@ -112,6 +119,7 @@ export class Access {
     this.widen = opts.widen;
     this.widenPrng = opts.widen ? new Prng(deriveSeed(opts.widen.seed, opts.actor)) : undefined;
     this.record = opts.record ?? false;
+    this.flightRecorder = opts.flightRecorder ?? false;
     this.hooked = this.widen !== undefined || this.record;
   }
 
@@ -153,6 +161,11 @@ export class Access {
       this.labelIds.set(label, id);
     }
     return id;
+  }
+
+  /** Every label this actor has recorded so far, with its id (to name ids in traces). */
+  knownLabels(): [string, number][] {
+    return [...this.labelIds.entries()];
   }
 
   /** READ_ONCE(*addr). */
@@ -288,9 +301,8 @@ export class Access {
     const L = this.layout;
     const headAddr = L.ring(this.actor, RING.HEAD);
     const head = this.m[headAddr]!;
-    const tail = Atomics.load(this.m, L.ring(this.actor, RING.TAIL));
     const cap = L.config.ringRecords;
-    if (head - tail >= cap) {
+    if (!this.flightRecorder && head - Atomics.load(this.m, L.ring(this.actor, RING.TAIL)) >= cap) {
       this.m[L.ring(this.actor, RING.DROPPED)]! += 1;
       return;
     }

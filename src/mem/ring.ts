@@ -45,6 +45,23 @@ export class RingReader {
     return n;
   }
 
+  /**
+   * The newest records of a flight-recorder ring (at most its capacity), oldest first. Only
+   * meaningful once the producer has stopped.
+   */
+  readLast(actor: ActorId, out: RawRecord[]): number {
+    const L = this.mem.layout;
+    const cap = L.config.ringRecords;
+    const head = Atomics.load(this.m, L.ring(actor, RING.HEAD));
+    const from = Math.max(0, head - cap);
+    for (let i = from; i < head; i++) {
+      const rec = L.ring(actor, RING.RECORDS + (i & (cap - 1)) * RING.RECORD_WORDS);
+      const w0 = this.m[rec]!;
+      out.push({ actor, kind: w0 & 0xff, extra: w0 >>> 8, a: this.m[rec + 1]!, b: this.m[rec + 2]!, c: this.m[rec + 3]! });
+    }
+    return head - from;
+  }
+
   /** Events dropped so far by an actor because its ring was full. */
   dropped(actor: ActorId): number {
     return Atomics.load(this.m, this.mem.layout.ring(actor, RING.DROPPED));

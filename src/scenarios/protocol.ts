@@ -30,6 +30,8 @@ export interface ScenarioTaskResult {
   name: string;
   ok: boolean;
   error?: WireError;
+  /** Labels this actor recorded, with their ids (tracing only). */
+  labels?: [string, number][];
   /** Role 0 only: rounds completed, and the first violation with its round and time. */
   iterations?: number;
   first?: { iteration: number; elapsedMs: number; violations: Violation[] } | null;

@@ -4,7 +4,9 @@
  * (or on `signal`), and report.
  */
 import { ACTOR, ActorStatus, RunState, VM, describeAddr } from '../mem/layout.js';
-import { Access, createMachineMemory, type WidenConfig } from '../mem/access.js';
+import { Access, EV_ACCESS, createMachineMemory, type WidenConfig } from '../mem/access.js';
+import { RingReader, type RawRecord } from '../mem/ring.js';
+import { chromeTrace, writeChromeTrace, type AccessRecord } from '../trace/chrome.js';
 import { sharedClockMs } from '../trace/events.js';
 import { badParam, fromWire, type EmuErrorCode } from '../errors.js';
 import type { Violation } from '../invariants/checks.js';
@@ -32,7 +34,12 @@ export interface RaceOptions {
   pool?: ActorPool;
   /** Abort early (Ctrl-C); the result then covers the rounds run so far. */
   signal?: AbortSignal;
+  /** Record every labelled access and write those before the stop as Chrome Trace Event JSON here. */
+  traceFile?: string;
 }
+
+/** Accesses written to a trace around the first violation. */
+const TRACE_TAIL = 6000;
 
 /** The first violation of a race. */
 export interface FirstViolation {
@@ -57,6 +64,8 @@ export interface RaceResult {
   widen: { probability: number; maxSpins: number; points: readonly string[] } | null;
   interrupted: boolean;
   failure: { code: EmuErrorCode; message: string; actor?: string; stuck: { actor: string; status: string; waitingOn: string }[] } | null;
+  /** The trace file written (with --trace), and how many accesses it holds. */
+  trace: { file: string; events: number } | null;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -79,7 +88,7 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
   const { def, params, maxIterations, seconds } = resolveRace(id, o);
   const deadlineMs = checkInt('deadlineMs', o.deadlineMs ?? 10_000, 1, 3_600_000);
   const roles = def.roles(params);
-  const layoutCfg = { ...def.layout(params), extraActors: roles.length, ringRecords: 1024 };
+  const layoutCfg = { ...def.layout(params), extraActors: roles.length, ringRecords: o.traceFile ? 1 << 16 : 1024 };
   const mem = createMachineMemory(layoutCfg);
   const L = mem.layout;
   const main = new Access(mem, { actor: L.mainActor, name: 'main', deadlineMs });
@@ -90,7 +99,7 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
   const epochMs = sharedClockMs();
   const results: (ScenarioTaskResult | undefined)[] = roles.map(() => undefined);
   const promises = roles.map((role, index) => {
-    const task: ScenarioTask = { kind: 'scenario', sab: mem.sab, layout: layoutCfg, scenario: def.id, variant: params.variant.name, vcpus: params.vcpus, seed: params.seed, index, name: `${role}`, deadlineMs, epochMs, trace: false, maxIterations };
+    const task: ScenarioTask = { kind: 'scenario', sab: mem.sab, layout: layoutCfg, scenario: def.id, variant: params.variant.name, vcpus: params.vcpus, seed: params.seed, index, name: `${role}`, deadlineMs, epochMs, trace: o.traceFile !== undefined, maxIterations };
     if (widen) task.widen = widen;
     return pool.runScenario<ScenarioTask, ScenarioTaskResult>(task).then(
       (r) => (results[index] = r),
@@ -133,6 +142,26 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
   }
   await Promise.race([Promise.all(promises), sleep(1000)]);
   const elapsedMs = performance.now() - t0;
+  let trace: RaceResult['trace'] = null;
+  if (o.traceFile) {
+    // Every actor's ring is a flight recorder: read the newest accesses, merge by sequence.
+    const reader = new RingReader(mem);
+    const raw: RawRecord[] = [];
+    const all: AccessRecord[] = [];
+    for (let i = 0; i < roles.length; i++) {
+      raw.length = 0;
+      reader.readLast(L.extraActor(i), raw);
+      for (const x of raw) if (x.kind === EV_ACCESS) all.push({ tid: i, label: x.a >>> 0, addr: x.b, seq: x.c, value: x.extra });
+    }
+    // Keep the newest accesses that every actor's recorder still covers.
+    const starts = roles.map((_, i) => Math.min(...all.filter((a) => a.tid === i).map((a) => a.seq)));
+    const covered = Math.max(...starts.filter((x) => Number.isFinite(x)));
+    const last = all.filter((a) => a.seq >= covered).sort((a, b) => a.seq - b.seq).slice(-TRACE_TAIL);
+    const labels = new Map<number, string>();
+    for (const r of results) for (const [name, id] of r?.labels ?? []) labels.set(id, name);
+    writeChromeTrace(o.traceFile, chromeTrace(last, roles, labels, L));
+    trace = { file: o.traceFile, events: last.length };
+  }
   const lead = results[0];
   const failures = results.filter((r): r is ScenarioTaskResult => r !== undefined && !r.ok);
   const root = failures.find((r) => r.error?.code !== 'EMU_ERR_ABORTED') ?? failures[0];
@@ -160,6 +189,7 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
     widen: widen ? { probability: widen.probability, maxSpins: widen.maxSpins, points: widen.points ?? [] } : null,
     interrupted: o.signal?.aborted ?? false,
     failure,
+    trace,
   };
 }
 

@@ -26,6 +26,10 @@ export async function runScenarioTask(task: ScenarioTask): Promise<ScenarioTaskR
   const L = mem.layout;
   const opts: AccessOptions = { actor: L.extraActor(task.index), name: task.name, deadlineMs: task.deadlineMs };
   if (task.widen) opts.widen = task.widen;
+  if (task.trace) {
+    opts.record = true;
+    opts.flightRecorder = true;
+  }
   const acc = new Access(mem, opts);
   const status = L.actor(acc.actor, ACTOR.STATUS);
   try {
@@ -60,12 +64,14 @@ export async function runScenarioTask(task: ScenarioTask): Promise<ScenarioTaskR
       if (r % YIELD_EVERY === 0) await new Promise((res) => setImmediate(res));
     }
     acc.poke(status, ActorStatus.DONE);
-    return task.index === 0 ? { name: task.name, ok: true, iterations: r, first } : { name: task.name, ok: true };
+    const res: ScenarioTaskResult = { name: task.name, ok: true, labels: acc.knownLabels() };
+    if (task.index === 0) Object.assign(res, { iterations: r, first });
+    return res;
   } catch (e) {
     acc.poke(status, ActorStatus.FAILED);
     acc.poke(L.vm(VM.ABORT), 1);
     const error = toWire(e);
     error.actor ??= task.name;
-    return { name: task.name, ok: false, error };
+    return { name: task.name, ok: false, error, labels: acc.knownLabels() };
   }
 }

@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,4 +112,52 @@ test('--trace-out writes a msgpack event file that reads back', async (t) => {
   t.is(events.length, j.events.emitted);
   t.true(events.some((e) => e.type === 'apic:ipi-sent'));
   t.true(events.some((e) => e.type === 'guest:delivered'));
+});
+
+test('list --json: every scenario with id, title, seed, variants, invariants', async (t) => {
+  const r = await hvemu(['list', '--json']);
+  t.is(r.code, 0, r.stderr);
+  const rows = JSON.parse(r.stdout) as { id: string; title: string; seed: string; variants: string[]; invariants: string[] }[];
+  const savic = rows.find((x) => x.id === 'savic-requested-irr');
+  t.truthy(savic);
+  t.deepEqual(savic?.variants, ['buggy', 'fixed']);
+  t.regex(savic?.seed ?? '', /^003_/);
+  for (const row of rows) t.true(row.variants.length >= 2 && row.invariants.length >= 1 && row.title.length > 0);
+});
+
+test('race --json: exit 1 with the first violation for buggy, exit 0 for fixed, the documented shape', async (t) => {
+  const bad = await hvemu(['race', 'savic-requested-irr', '--seconds', '20', '--seed', '7', '--json']);
+  t.is(bad.code, 1, bad.stderr);
+  const j = JSON.parse(bad.stdout) as Record<string, unknown> & { first: { iteration: number; elapsedMs: number; invariant: string; detail: string } };
+  for (const k of ['scenario', 'variant', 'seed', 'iterations', 'elapsedMs', 'violations', 'first']) t.true(k in j, `missing ${k}`);
+  t.is(j.variant, 'buggy', 'default variant is the first buggy one');
+  t.true((j.violations as number) >= 1);
+  t.is(j.first.invariant, 'savicNoLostAllowedVector');
+  t.is(typeof j.first.iteration, 'number');
+  const good = await hvemu(['race', 'savic-requested-irr', '--variant', 'fixed', '--iterations', '500', '--json']);
+  t.is(good.code, 0, good.stderr);
+  const g = JSON.parse(good.stdout) as { violations: number; first: unknown; iterations: number };
+  t.is(g.violations, 0);
+  t.is(g.first, null);
+  t.is(g.iterations, 500);
+});
+
+test('race: unknown id or variant is exit 2 naming it; --trace writes Chrome Trace Event JSON', async (t) => {
+  const r1 = await hvemu(['race', 'no-such-race']);
+  t.is(r1.code, 2);
+  t.regex(r1.stderr, /unknown scenario "no-such-race"/);
+  const r2 = await hvemu(['race', 'savic-requested-irr', '--variant', 'sideways']);
+  t.is(r2.code, 2);
+  t.regex(r2.stderr, /"sideways" is not a variant of savic-requested-irr/);
+  const r3 = await hvemu(['race', 'savic-requested-irr', '--iterations', '5', '--seconds', '1']);
+  t.is(r3.code, 2);
+  const dir = mkdtempSync(join(tmpdir(), 'hvemu-'));
+  const file = join(dir, 'race.json');
+  const r4 = await hvemu(['race', 'savic-requested-irr', '--seed', '7', '--seconds', '20', '--trace', file]);
+  t.is(r4.code, 1, r4.stderr);
+  const doc = JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: { ph: string; tid: number; name: string; args?: { name?: string } }[] };
+  const tracks = doc.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args?.name);
+  t.deepEqual(tracks.sort(), ['source0', 'source1', 'target']);
+  t.true(doc.traceEvents.some((e) => e.ph === 'X' && e.name === 'savic:vmrun-clear'));
+  t.true(doc.traceEvents.some((e) => e.ph === 's') && doc.traceEvents.some((e) => e.ph === 'f'), 'flow arrows between actors');
 });
