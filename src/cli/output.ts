@@ -100,3 +100,13 @@ export function raceToText(r: RaceResult): string {
   lines.push(`replay: hvemu race ${r.scenario} --variant ${r.variant} --seed ${r.seed}${r.widen ? '' : ' --no-widen'}`);
   return lines.join('\n');
 }
+
+/** The tour's race table: scenario, variant, iterations, violations, time to first violation. */
+export function racesTable(rs: readonly RaceResult[], tty: boolean): string {
+  const t = table(['scenario', 'variant', 'iterations', 'violations', 'first violation', 'invariant'], tty);
+  for (const r of rs) {
+    const when = r.first ? `round ${fmt(r.first.iteration)}, ${r.first.elapsedMs.toFixed(1)} ms` : r.failure ? `failed: ${r.failure.code}` : `none in ${(r.elapsedMs / 1000).toFixed(1)} s`;
+    t.push([r.scenario, r.variant, fmt(r.iterations), String(r.violations), when, r.first?.invariant ?? '']);
+  }
+  return t.toString();
+}
