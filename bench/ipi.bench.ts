@@ -13,6 +13,7 @@
  * Exit code 1 if a benchmark failed or an hvemu run was not ok (MISSed targets do not fail it).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeSection } from './readme-sections.js';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Machine, type RunResult } from '../src/runtime/machine.js';
@@ -165,7 +166,7 @@ async function main(): Promise<void> {
   const benchDir = fileURLToPath(new URL('../../bench/', import.meta.url));
   if (readmeOnly) {
     const latest = JSON.parse(readFileSync(`${benchDir}results/latest.json`, 'utf8')) as BenchResults;
-    writeFileSync(`${benchDir}README.md`, renderReadme(latest));
+    writeSection(`${benchDir}README.md`, 'ipi', renderReadme(latest));
     log(`wrote ${benchDir}README.md from results/latest.json (${latest.date})`);
     return;
   }
@@ -318,7 +319,7 @@ async function main(): Promise<void> {
   writeFileSync(jsonPath, JSON.stringify(results, null, 2) + '\n');
   log(`wrote ${jsonPath}`);
   if (!quick) {
-    writeFileSync(`${benchDir}README.md`, renderReadme(results));
+    writeSection(`${benchDir}README.md`, 'ipi', renderReadme(results));
     log(`wrote ${benchDir}README.md`);
   }
   if (!allOk) {
