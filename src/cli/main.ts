@@ -191,6 +191,7 @@ async function cmdRace(id: string, f: RaceFlags): Promise<number> {
     ac.abort();
   };
   process.on('SIGINT', onSigint);
+  err(`hvemu: race ${id} running (Ctrl-C stops it after the current round)`);
   try {
     const r = await runRace(id, opts);
     if (f.json) out(JSON.stringify(raceToJson(r), null, 2));

@@ -28,7 +28,7 @@ function hvemu(args: string[], opts: { sigintWhenRunning?: boolean } = {}): Prom
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
       // Once the run has started (its first line), let it run a moment, then Ctrl-C.
-      if (opts.sigintWhenRunning && !signalled && /running for/.test(stderr)) {
+      if (opts.sigintWhenRunning && !signalled && /running/.test(stderr)) {
         signalled = true;
         setTimeout(() => child.kill('SIGINT'), 700);
       }
@@ -160,4 +160,12 @@ test('race: unknown id or variant is exit 2 naming it; --trace writes Chrome Tra
   t.deepEqual(tracks.sort(), ['source0', 'source1', 'target']);
   t.true(doc.traceEvents.some((e) => e.ph === 'X' && e.name === 'savic:vmrun-clear'));
   t.true(doc.traceEvents.some((e) => e.ph === 's') && doc.traceEvents.some((e) => e.ph === 'f'), 'flow arrows between actors');
+});
+
+test('race: Ctrl-C ends a long run after the current round with exit 0 and interrupted: true', async (t) => {
+  const r = await hvemu(['race', 'savic-requested-irr', '--variant', 'fixed', '--seconds', '120', '--json'], { sigintWhenRunning: true });
+  t.is(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { interrupted: boolean; violations: number; iterations: number };
+  t.true(j.interrupted);
+  t.is(j.violations, 0);
 });
