@@ -5,10 +5,14 @@
 import { badParam } from '../errors.js';
 import type { ScenarioDef } from './define.js';
 import { savicRequestedIrr } from './savic-requested-irr/scenario.js';
+import { tdxNmiInversion } from './tdx-nmi-inversion/scenario.js';
+import { apicMemslotInhibit } from './apic-memslot-inhibit/scenario.js';
 
 /** Every scenario, in catalogue order. */
 export const SCENARIOS: readonly ScenarioDef[] = [
   savicRequestedIrr,
+  apicMemslotInhibit,
+  tdxNmiInversion,
 ];
 
 /** A scenario by id (EMU_ERR_BAD_PARAM naming the id and the known ones otherwise). @emulator */
