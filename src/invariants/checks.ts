@@ -97,3 +97,19 @@ export function attachEvents(violations: Violation[], recent: readonly HvEvent[]
     return { ...v, events: hits.reverse() };
   });
 }
+
+/**
+ * No vCPU left with a stale apicv_active once the machine is quiet: apicv_active ==
+ * (no inhibit reason set) for every vCPU (the per-entry WARN in vcpu_enter_guest, checked at
+ * quiescence; APIC enabled is assumed, as for every vCPU the storm runs).
+ */
+export function apicvStateConsistent(snap: MachineSnapshot): Violation[] {
+  const want = snap.apicvInhibitReasons === 0 ? 1 : 0;
+  return snap.vcpus
+    .filter((s) => s.apicvActive !== want)
+    .map((s) => ({
+      invariant: 'apicvStateConsistent',
+      vcpu: s.vcpu,
+      message: `vcpu${s.vcpu} has apicv_active=${s.apicvActive} but the VM's inhibit reasons are 0x${snap.apicvInhibitReasons.toString(16)}`,
+    }));
+}

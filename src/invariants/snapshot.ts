@@ -42,6 +42,8 @@ export interface PcpuSnapshot {
 /** The whole machine. */
 export interface MachineSnapshot {
   runState: number;
+  /** kvm->arch.apicv_inhibit_reasons. */
+  apicvInhibitReasons: number;
   vcpus: VcpuSnapshot[];
   pcpus: PcpuSnapshot[];
 }
@@ -86,7 +88,7 @@ export function snapshotMachine(acc: Access): MachineSnapshot {
   for (let p = 0; p < L.config.pcpus; p++) {
     pcpus.push({ pcpu: p, hostIrrSys: acc.peek(L.pcpu(p, PCPU.HOST_IRR_SYS)) >>> 0, currentVcpu: acc.peek(L.pcpu(p, PCPU.CURRENT_VCPU)) });
   }
-  return { runState: acc.peek(L.vm(VM.RUN_STATE)), vcpus, pcpus };
+  return { runState: acc.peek(L.vm(VM.RUN_STATE)), apicvInhibitReasons: acc.peek(L.vm(VM.APICV_INHIBIT_REASONS)), vcpus, pcpus };
 }
 
 /** Vectors set in a 256-bit bitmap given as 8 words. */

@@ -15,7 +15,7 @@ import { RingReader, type RawRecord } from '../mem/ring.js';
 import { EV, EVENT_NAMES, sharedClockMs, type HvEvent } from '../trace/events.js';
 import { aggregateCounters, type Accounting } from '../invariants/accounting.js';
 import { snapshotMachine, type MachineSnapshot } from '../invariants/snapshot.js';
-import { attachEvents, isQuiescent, noLostInterrupt, noSleepingWithPending, type Violation } from '../invariants/checks.js';
+import { apicvStateConsistent, attachEvents, isQuiescent, noLostInterrupt, noSleepingWithPending, type Violation } from '../invariants/checks.js';
 import { DEFAULT_STORM } from '../guest/programs.js';
 import { DEFAULT_VCPU_LOOP, type VcpuLoopParams } from '../actors/vcpu.js';
 import { vendorModule } from '../vendor/index.js';
@@ -111,6 +111,8 @@ export interface RunHandle {
   inject(target: number, vector: number, viaPcpu?: number): Promise<InjectResult>;
   /** The machine's state right now. */
   snapshot(): MachineSnapshot;
+  /** Set or clear an APICv inhibit reason (0..11, kernel bit order) from pCPU `viaPcpu`'s thread. */
+  setApicvInhibit(reason: number, set: boolean, viaPcpu?: number): Promise<void>;
   /** Every actor's own view (status, counters so far), asked over comlink. */
   actorSnapshots(): Promise<ActorSnapshot[]>;
 }
@@ -179,6 +181,13 @@ export class Machine {
         const e = ctl.entries[cfg.vcpus + viaPcpu];
         if (!e || !ctl.ready) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet (await the first progress event)');
         return await e.remote.inject(target, vector);
+      },
+      setApicvInhibit: async (reason, set, viaPcpu = 0) => {
+        checkInt('reason', reason, 0, 11);
+        checkInt('viaPcpu', viaPcpu, 0, cfg.pcpus - 1);
+        const e = ctl.entries[cfg.vcpus + viaPcpu];
+        if (!e || !ctl.ready) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet (await the first progress event)');
+        await e.remote.setApicvInhibit(reason, set);
       },
       snapshot: () => {
         if (!ctl.main) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet');
@@ -368,7 +377,7 @@ export class Machine {
     }
     let violations: Violation[] = [];
     if (!failure) {
-      violations = quiescent ? noLostInterrupt(accounting, drainSnap) : [...noSleepingWithPending(drainSnap), ...noLostInterrupt(accounting, drainSnap)];
+      violations = quiescent ? [...noLostInterrupt(accounting, drainSnap), ...apicvStateConsistent(drainSnap)] : [...noSleepingWithPending(drainSnap), ...noLostInterrupt(accounting, drainSnap)];
       violations = attachEvents(violations, recent);
     }
     const figures: Record<string, number> = {};

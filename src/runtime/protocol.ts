@@ -82,4 +82,6 @@ export interface ActorControl {
   counters(): ActorCounters;
   /** Raise a fixed interrupt `vector` at vCPU `target` from this actor's thread (device MSI). */
   inject(target: number, vector: number): InjectResult;
+  /** Set or clear an APICv inhibit reason from this actor's thread (kvm_set_or_clear_apicv_inhibit). */
+  setApicvInhibit(reason: number, set: boolean): void;
 }

@@ -8,6 +8,7 @@ import { Access, attachMachineMemory } from '../mem/access.js';
 import { waitWhileEqual } from '../sync/wait.js';
 import { ActorStats } from '../kvm/stats.js';
 import { kvmIrqDeliveryToApic } from '../kvm/irq.js';
+import { kvmSetOrClearApicvInhibit } from '../kvm/apicv.js';
 import type { GuestProgram, KvmCtx } from '../kvm/x86-ops.js';
 import { Tracer, sharedClockMs } from '../trace/events.js';
 import { IpiStormGuest, PingPongGuest, ScriptGuest } from '../guest/programs.js';
@@ -75,6 +76,9 @@ export async function runActorTask(task: ActorTask): Promise<ActorResult> {
     },
     snapshot: () => ({ name: task.name, status: acc.peek(L.actor(task.actor, ACTOR.STATUS)), misc: { ...stats.misc }, workload: guest?.figures() ?? {} }),
     counters: () => stats.toCounters(),
+    setApicvInhibit(reason: number, set: boolean) {
+      kvmSetOrClearApicvInhibit(ctx, reason, set);
+    },
     inject(target: number, vector: number) {
       const outcome = kvmIrqDeliveryToApic(ctx, target, vector);
       return { accepted: outcome === 'delivered', outcome };
@@ -89,7 +93,7 @@ export async function runActorTask(task: ActorTask): Promise<ActorResult> {
     while (!(await Promise.race([started.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20))]))) {
       if (acc.peek(L.vm(VM.ABORT)) !== 0) throw new Error('aborted before start');
     }
-    waitWhileEqual(acc, L.vm(VM.START_GATE), 0, 'runtime:start-gate', 'the start gate');
+    waitWhileEqual(acc, L.vm(VM.START_GATE), 0, 'runtime:start-gate', 'the start gate', Math.max(task.deadlineMs, 30_000));
     acc.poke(status, ActorStatus.RUNNING);
     await actor.run();
     acc.poke(status, ActorStatus.DONE);

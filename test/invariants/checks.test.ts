@@ -30,7 +30,7 @@ test('accounting balances sent = delivered + coalesced and sums misc counters', 
 test('a lost interrupt is reported with vCPU, vector and where it sits', (t) => {
   const a = aggregateCounters([counters('vcpu0', [['sent', 1, 0x41, 3], ['delivered', 1, 0x41, 2]])], 2);
   const pir = [0, 0, 1 << 1, 0, 0, 0, 0, 0];
-  const snap: MachineSnapshot = { runState: 2, vcpus: [vcpu(0), vcpu(1, { pir, on: false })], pcpus: [] };
+  const snap: MachineSnapshot = { runState: 2, apicvInhibitReasons: 0, vcpus: [vcpu(0), vcpu(1, { pir, on: false })], pcpus: [] };
   const v = noLostInterrupt(a, snap);
   t.is(v.length, 1);
   t.is(v[0]!.vcpu, 1);
@@ -39,10 +39,10 @@ test('a lost interrupt is reported with vCPU, vector and where it sits', (t) => 
 });
 
 test('a sleeping vCPU with a pending PIR vector breaks lost-wake-up freedom; quiescence sees it', (t) => {
-  const quiet: MachineSnapshot = { runState: 2, vcpus: [vcpu(0), vcpu(1)], pcpus: [] };
+  const quiet: MachineSnapshot = { runState: 2, apicvInhibitReasons: 0, vcpus: [vcpu(0), vcpu(1)], pcpus: [] };
   t.true(isQuiescent(quiet));
   t.deepEqual(noSleepingWithPending(quiet), []);
-  const stuck: MachineSnapshot = { runState: 2, vcpus: [vcpu(0), vcpu(1, { pir: [0, 0, 0, 0, 0, 0, 1, 0], on: true })], pcpus: [] };
+  const stuck: MachineSnapshot = { runState: 2, apicvInhibitReasons: 0, vcpus: [vcpu(0), vcpu(1, { pir: [0, 0, 0, 0, 0, 0, 1, 0], on: true })], pcpus: [] };
   t.false(isQuiescent(stuck));
   const v = noSleepingWithPending(stuck);
   t.is(v.length, 1);

@@ -85,8 +85,13 @@ export function vmxVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps
     ctx.trace.emit(EV.EOI, v, apicSetEoi(acc, v));
     kvmMakeRequest(acc, v, KVM_REQ_EVENT);
   }
+  // With APICv deactivated (refresh_apicv_exec_ctrl) the VMCS has neither posted-interrupt
+  // processing nor virtual-interrupt delivery: every host interrupt is a VM-exit and the guest
+  // only takes what KVM injects at entry.
+  const apicv = acc.readOnce(L.vcpu(v, VCPU.APICV_ACTIVE), 'hw:apicv-read') !== 0;
   for (let step = 0; step < maxSteps; step++) {
     const pending = acc.readOnce(hostIrr, 'hw:host-irr-read');
+    if (pending !== 0 && !apicv) return { reason: ExitReason.EXTERNAL_INTERRUPT };
     if (pending !== 0) {
       const nv = piNv(acc.readOnce(control, 'hw:pi-nv-read'));
       const nvBit = nv >= FIRST_SYSTEM_VECTOR_WORD ? 1 << (nv - FIRST_SYSTEM_VECTOR_WORD) : 0;
@@ -95,7 +100,7 @@ export function vmxVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps
       }
       if ((pending & ~nvBit) !== 0) return { reason: ExitReason.EXTERNAL_INTERRUPT };
     }
-    if (vmxEvaluatePendingVirtualInterrupt(ctx, v, guest)) continue;
+    if (apicv && vmxEvaluatePendingVirtualInterrupt(ctx, v, guest)) continue;
     const act = guest.step();
     if (act.kind === 'run') continue;
     if (act.kind === 'hlt') return { reason: ExitReason.HLT };

@@ -36,6 +36,9 @@ export const vmxX86Ops: KvmX86Ops = {
   injectPending(ctx: KvmCtx, v: VcpuId): void {
     // Without APICv, KVM acks the highest deliverable IRR vector and injects it on VM-entry.
     if (ctx.acc.readOnce(ctx.L.vcpu(v, VCPU.APICV_ACTIVE), 'apicv:active-read') !== 0) return;
+    // An event injected at a cancelled entry is still queued: it is re-injected, not replaced
+    // (kvm_check_and_inject_events re-injects vcpu->arch.interrupt first).
+    if (ctx.acc.readOnce(ctx.L.vcpu(v, VCPU.INJECTED), 'vmx:injected-read') >= 0) return;
     const vec = kvmApicHasInterrupt(ctx.acc, v);
     if (vec < 0 || vec !== apicFindHighestIrr(ctx.acc, v)) return;
     kvmApicAckInterrupt(ctx.acc, v, vec);
