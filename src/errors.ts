@@ -13,6 +13,8 @@ export type EmuErrorCode =
   | 'EMU_ERR_ACTOR_CRASHED'
   | 'EMU_ERR_ILLEGAL_VECTOR'
   | 'EMU_ERR_GP'
+  | 'EMU_ERR_EINVAL'
+  | 'EMU_ERR_VM_BUGGED'
   | 'EMU_ERR_INTERNAL';
 
 /** Plain-data form of an {@link EmuError}, safe to postMessage. */

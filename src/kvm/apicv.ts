@@ -19,7 +19,6 @@ import { VCPU, VM, type VcpuId } from '../mem/layout.js';
 import { downRead, downWrite, upRead, upWrite } from '../sync/rwsem.js';
 import { pollUntil } from '../sync/wait.js';
 import { apicEnabled, kvmApicUpdateApicv } from '../apic/index.js';
-import { EmuError } from '../errors.js';
 import { kvmMakeRequest, KVM_REQ_APICV_UPDATE, KVM_REQ_EVENT } from './requests.js';
 import { IN_GUEST_MODE, OUTSIDE_GUEST_MODE, kvmVcpuExitingGuestMode } from './modes.js';
 import { apicSendIpiHost, RESCHEDULE_VECTOR } from './kick.js';
@@ -153,9 +152,6 @@ export function kvmSetOrClearApicvInhibit(ctx: KvmCtx, reason: number, set: bool
     const a = L.vm(VM.APICV_INHIBIT_REASONS);
     const old = acc.readOnce(a, 'apicv:reasons-read');
     const next = set ? old | (1 << reason) : old & ~(1 << reason);
-    if (ctx.ops.name === 'tdx' && next !== 0) {
-      throw new EmuError('EMU_ERR_INTERNAL', `KVM_BUG_ON: APICv inhibit ${apicvInhibitNames(next).join('|')} set for a TD (APICv must stay active)`, { detail: { reason } });
-    }
     if ((old === 0) !== (next === 0)) kvmMakeAllCpusRequestApicvUpdate(ctx);
     acc.writeOnce(a, next, 'apicv:reasons-publish');
   } finally {
@@ -179,6 +175,7 @@ export function kvmVcpuUpdateApicv(ctx: KvmCtx, v: VcpuId): void {
     if ((acc.readOnce(a, 'apicv:active-read') !== 0) === activate) return;
     acc.writeOnce(a, activate ? 1 : 0, 'apicv:active-write');
     kvmApicUpdateApicv(acc, v);
+    ctx.ops.refreshApicvExecCtrl?.(ctx, v, activate);
     if (!activate) kvmMakeRequest(acc, v, KVM_REQ_EVENT);
   } finally {
     upRead(acc, lock, 'apicv_update_lock');

@@ -80,4 +80,8 @@ export interface KvmX86Ops {
   vcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps: number): GuestExit;
   /** Host interrupt handler for a system vector taken in root mode on this pCPU. */
   handleHostIrq(ctx: KvmCtx, vector: number): void;
+  /** APICv (de)activated on this vCPU: program the VMCS/VMCB. @kvm kvm_x86_ops.refresh_apicv_exec_ctrl */
+  refreshApicvExecCtrl?(ctx: KvmCtx, v: VcpuId, active: boolean): void;
+  /** The guest's APIC state is protected (TDX, Secure AVIC): KVM_GET/SET_LAPIC fail with -EINVAL. */
+  readonly protectedApic?: boolean;
 }

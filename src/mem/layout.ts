@@ -67,8 +67,10 @@ export const VM = {
   ITERATIONS: 11,
   /** Main asks the scenario to stop at the end of the current round. */
   STOP_REQUEST: 12,
+  /** kvm->vm_bugged: set by KVM_BUG_ON; every vCPU exits and the VM never runs again. */
+  VM_BUGGED: 13,
 } as const;
-const VM_LINES = 13;
+const VM_LINES = 14;
 
 /** Values of {@link VM.RUN_STATE}. */
 export const RunState = { INIT: 0, RUNNING: 1, DRAINING: 2, STOP: 3 } as const;

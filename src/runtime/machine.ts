@@ -137,6 +137,8 @@ export class Machine {
   readonly config: ResolvedMachineConfig;
   private readonly pool: ActorPool | undefined;
   private active = false;
+  /** Set once a run ended with the VM bugged (KVM_BUG_ON): it never runs again. */
+  private bugged = false;
 
   private constructor(config: ResolvedMachineConfig, pool: ActorPool | undefined) {
     this.config = config;
@@ -156,16 +158,22 @@ export class Machine {
   /** Start a run. Throws EMU_ERR_BAD_PARAM for bad options, synchronously. */
   run(opts: RunOptions = {}): RunHandle {
     if (this.active) throw new EmuError('EMU_ERR_BAD_PARAM', 'this machine is already running (one run at a time)');
+    if (this.bugged) throw new EmuError('EMU_ERR_VM_BUGGED', 'this VM is bugged (KVM_BUG_ON in an earlier run) and refuses to run again');
     const o = resolveRunOptions(opts, this.config);
     const events = new Subject<HvEvent>();
     const progress = new Subject<RunProgress>();
     const ctl = { stopRequested: false, entries: [] as ActorEntry[], main: undefined as Access | undefined, ready: false };
     this.active = true;
-    const result = this.execute(o, ctl, events, progress).finally(() => {
-      this.active = false;
-      events.complete();
-      progress.complete();
-    });
+    const result = this.execute(o, ctl, events, progress)
+      .then((r) => {
+        if (r.failure?.code === 'EMU_ERR_VM_BUGGED') this.bugged = true;
+        return r;
+      })
+      .finally(() => {
+        this.active = false;
+        events.complete();
+        progress.complete();
+      });
     const cfg = this.config;
     return {
       events$: events.asObservable(),

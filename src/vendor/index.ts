@@ -5,9 +5,10 @@ import type { Access } from '../mem/access.js';
 import type { KvmX86Ops } from '../kvm/x86-ops.js';
 import { badParam } from '../errors.js';
 import { vmxVcpuCreate, vmxX86Ops } from './vmx/index.js';
+import { tdxVcpuCreate, tdxX86Ops } from './tdx/index.js';
 
 /** Vendors a machine can be built with. */
-export const VENDORS = ['vmx'] as const;
+export const VENDORS = ['vmx', 'tdx'] as const;
 /** A vendor name. */
 export type Vendor = (typeof VENDORS)[number];
 
@@ -20,6 +21,7 @@ export interface VendorModule {
 
 const modules: Record<Vendor, VendorModule> = {
   vmx: { ops: vmxX86Ops, vcpuCreate: vmxVcpuCreate },
+  tdx: { ops: tdxX86Ops, vcpuCreate: tdxVcpuCreate },
 };
 
 /** Check a vendor name (EMU_ERR_BAD_PARAM naming `vendor` otherwise). @emulator */

@@ -1,0 +1,67 @@
+/**
+ * TDX protected APIC: posted interrupts only, KVM never syncs the TD's PIR, KVM_GET/SET_LAPIC
+ * and APIC base writes fail with EINVAL, and an APICv inhibit raised at runtime bugs the VM.
+ */
+import test from 'ava';
+import { Machine } from '../../src/runtime/machine.js';
+import { closeSharedPool } from '../../src/runtime/pool.js';
+import { Access, createMachineMemory } from '../../src/mem/access.js';
+import { ActorStats } from '../../src/kvm/stats.js';
+import { Tracer, sharedClockMs } from '../../src/trace/events.js';
+import { vendorModule, type Vendor } from '../../src/vendor/index.js';
+import { initMachineState } from '../../src/runtime/vm-init.js';
+import { kvmSetApicBase, kvmVcpuIoctlGetLapic, kvmVcpuIoctlSetLapic } from '../../src/kvm/lapic-ioctl.js';
+import type { KvmCtx } from '../../src/kvm/x86-ops.js';
+import type { EmuError } from '../../src/errors.js';
+
+test.after.always(async () => {
+  await closeSharedPool();
+});
+
+function ctxFor(vendor: Vendor): KvmCtx {
+  const mem = createMachineMemory({ vcpus: 2, pcpus: 1 });
+  const acc = new Access(mem, { actor: mem.layout.mainActor, name: 'main' });
+  const mod = vendorModule(vendor);
+  initMachineState(acc, mod);
+  return { acc, L: mem.layout, nrVcpus: 2, ops: mod.ops, stats: new ActorStats(acc, 2), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0 };
+}
+
+test('TD: KVM_GET_LAPIC, KVM_SET_LAPIC and an APIC base write fail with EINVAL; VMX allows them', (t) => {
+  const td = ctxFor('tdx');
+  for (const f of [() => kvmVcpuIoctlGetLapic(td, 0), () => kvmVcpuIoctlSetLapic(td, 0, new Int32Array(1024)), () => kvmSetApicBase(td, 0, 0xfee00c00)]) {
+    const e = t.throws(f) as EmuError;
+    t.is(e.code, 'EMU_ERR_EINVAL');
+    t.regex(e.message, /-EINVAL/);
+  }
+  const vmx = ctxFor('vmx');
+  const regs = kvmVcpuIoctlGetLapic(vmx, 0);
+  t.is(regs.length, 1024);
+  t.notThrows(() => kvmVcpuIoctlSetLapic(vmx, 0, regs));
+});
+
+test.serial('TD storm: every interrupt arrives by posted-interrupt processing; KVM never syncs the PIR', async (t) => {
+  const r = await Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 2 }).run({ seconds: 0.5, seed: 2 }).result;
+  t.true(r.ok, r.failure?.message ?? JSON.stringify(r.violations.slice(0, 2)));
+  t.is(r.accounting.totals.lost, 0);
+  t.true(r.accounting.totals.delivered > 0);
+  t.is(r.accounting.misc.pirSyncs ?? 0, 0, 'sync_pir_to_irr is a no-op for a TD');
+  t.true((r.accounting.misc.hwPiProcessed ?? 0) > 0);
+});
+
+test.serial('an APICv inhibit raised at runtime in a TD bugs the VM: every vCPU exits, and it never runs again', async (t) => {
+  const m = Machine.create({ vendor: 'tdx', vcpus: 2, pcpus: 2 });
+  const h = m.run({ seconds: 10, seed: 3 });
+  await new Promise<void>((resolve) => {
+    const sub = h.progress$.subscribe(() => {
+      sub.unsubscribe();
+      resolve();
+    });
+  });
+  await h.setApicvInhibit(3 /* BLOCKIRQ */, true);
+  const r = await h.result;
+  t.false(r.ok);
+  t.is(r.failure?.code, 'EMU_ERR_VM_BUGGED');
+  t.regex(r.failure?.message ?? '', /KVM_BUG_ON/);
+  const again = t.throws(() => m.run({ seconds: 0.1 })) as EmuError;
+  t.is(again.code, 'EMU_ERR_VM_BUGGED');
+});
