@@ -113,3 +113,18 @@ export function apicvStateConsistent(snap: MachineSnapshot): Violation[] {
       message: `vcpu${s.vcpu} has apicv_active=${s.apicvActive} but the VM's inhibit reasons are 0x${snap.apicvInhibitReasons.toString(16)}`,
     }));
 }
+
+/**
+ * AVIC: IsRunning implies the vCPU is loaded on a pCPU and not blocking (domain notes §11.5).
+ * Checked on a quiet machine, where every vCPU blocks: no entry may still say IsRunning.
+ */
+export function avicIsRunningConsistent(snap: MachineSnapshot): Violation[] {
+  const IS_RUNNING = 1 << 30;
+  return snap.vcpus
+    .filter((s) => (s.avicEntry & IS_RUNNING) !== 0 && (s.blocking !== 0 || s.loadedOn < 0))
+    .map((s) => ({
+      invariant: 'avicIsRunningConsistent',
+      vcpu: s.vcpu,
+      message: `vcpu${s.vcpu}'s physical APIC ID entry says IsRunning but the vCPU is ${s.blocking ? 'blocking' : 'not loaded'}: senders would ring a doorbell instead of waking it`,
+    }));
+}

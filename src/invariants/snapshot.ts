@@ -30,6 +30,10 @@ export interface VcpuSnapshot {
   ppr: number;
   /** Armed LAPIC timer deadline (µs of machine time), 0 if disarmed. */
   timerDeadline: number;
+  /** AVIC physical APIC ID table entry (Valid | IsRunning | host ID); 0 for other vendors. */
+  avicEntry: number;
+  /** pCPU the vCPU is loaded on right now (per-CPU current vCPU), -1 if none. */
+  loadedOn: number;
 }
 
 /** One pCPU's state. */
@@ -46,6 +50,11 @@ export interface MachineSnapshot {
   apicvInhibitReasons: number;
   vcpus: VcpuSnapshot[];
   pcpus: PcpuSnapshot[];
+}
+
+function loadedOn(acc: Access, L: Layout, v: number): number {
+  for (let p = 0; p < L.config.pcpus; p++) if (acc.peek(L.pcpu(p, PCPU.CURRENT_VCPU)) === v) return p;
+  return -1;
 }
 
 function words(acc: Access, f: (i: number) => number): number[] {
@@ -82,6 +91,8 @@ export function snapshotMachine(acc: Access): MachineSnapshot {
       tpr: acc.peek(L.apicReg(v, APIC_TASKPRI)),
       ppr: acc.peek(L.apicReg(v, APIC_PROCPRI)),
       timerDeadline: acc.peek(L.vcpu(v, VCPU.TIMER_DEADLINE)),
+      avicEntry: acc.peek(L.avicPhysId(v)),
+      loadedOn: L.config.pcpus > 0 ? loadedOn(acc, L, v) : -1,
     });
   }
   const pcpus: PcpuSnapshot[] = [];

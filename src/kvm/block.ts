@@ -32,6 +32,7 @@ export function kvmVcpuCheckBlock(ctx: KvmCtx, v: VcpuId): boolean {
 export function kvmVcpuBlockBegin(ctx: KvmCtx, v: VcpuId): void {
   const { acc, L } = ctx;
   acc.writeOnce(L.vcpu(v, VCPU.BLOCKING), 1, 'vcpu:blocking');
+  ctx.ops.vcpuBlocking?.(ctx, v);
   // prepare_to_rcuwait(): rcu_assign_pointer(w->task, current).
   acc.storeRelease(L.vcpu(v, VCPU.WAIT_TASK), 1, 'vcpu:wait-task-set');
   ctx.trace.emit(EV.HALT, v, 1);
@@ -67,5 +68,6 @@ export function kvmVcpuBlockEnd(ctx: KvmCtx, v: VcpuId): void {
   acc.storeRelease(L.vcpu(v, VCPU.WAIT_TASK), 0, 'vcpu:wait-task-clear');
   acc.writeOnce(L.vcpu(v, VCPU.TASK_STATE), TASK_RUNNING, 'vcpu:task-running');
   acc.writeOnce(L.vcpu(v, VCPU.BLOCKING), 0, 'vcpu:unblocking');
+  ctx.ops.vcpuUnblocking?.(ctx, v);
   ctx.trace.emit(EV.HALT, v, 0);
 }

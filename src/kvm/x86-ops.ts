@@ -31,6 +31,8 @@ export const ExitReason = {
   HLT: 12,
   MSR_WRITE: 32,
   PREEMPTION_TIMER: 52,
+  /** SVM_EXIT_AVIC_INCOMPLETE_IPI (0x401). */
+  AVIC_INCOMPLETE_IPI: 0x401,
 } as const;
 /** A VM-exit reason number. */
 export type ExitReason = (typeof ExitReason)[keyof typeof ExitReason];
@@ -52,6 +54,8 @@ export interface GuestProgram {
 /** Result of one guest run (VM-entry to VM-exit). */
 export interface GuestExit {
   reason: ExitReason;
+  /** AVIC_INCOMPLETE_IPI: destinations whose IsRunning was clear. */
+  incompleteIpiTargets?: VcpuId[];
   /** For MSR_WRITE: the MSR and value. */
   msr?: number;
   lo?: number;
@@ -80,6 +84,12 @@ export interface KvmX86Ops {
   vcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps: number): GuestExit;
   /** Host interrupt handler for a system vector taken in root mode on this pCPU. */
   handleHostIrq(ctx: KvmCtx, vector: number): void;
+  /** A vendor-specific VM-exit (e.g. AVIC_INCOMPLETE_IPI). @kvm kvm_x86_ops.handle_exit */
+  handleExit?(ctx: KvmCtx, v: VcpuId, exit: GuestExit): void;
+  /** Before the vCPU blocks. @kvm kvm_x86_ops.vcpu_blocking */
+  vcpuBlocking?(ctx: KvmCtx, v: VcpuId): void;
+  /** After the vCPU stops blocking. @kvm kvm_x86_ops.vcpu_unblocking */
+  vcpuUnblocking?(ctx: KvmCtx, v: VcpuId): void;
   /** APICv (de)activated on this vCPU: program the VMCS/VMCB. @kvm kvm_x86_ops.refresh_apicv_exec_ctrl */
   refreshApicvExecCtrl?(ctx: KvmCtx, v: VcpuId, active: boolean): void;
   /** The guest's APIC state is protected (TDX, Secure AVIC): KVM_GET/SET_LAPIC fail with -EINVAL. */

@@ -105,6 +105,7 @@ export function vcpuEnterGuest(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxS
       else kvmX2apicMsrWriteExit(ctx, v, exit.msr ?? 0, exit.lo ?? 0, exit.hi ?? 0);
       return 'continue';
     default:
+      ops.handleExit?.(ctx, v, exit);
       return 'continue';
   }
 }

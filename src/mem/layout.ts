@@ -16,6 +16,7 @@
  * | vcpu         | vCPU   | 64    | 64    | mode, requests, cpu, rcuwait, ... ({@link VCPU})      |
  * | pcpu         | pCPU   | 64    | 64    | host IRR (system vectors), current vCPU, NMI, online   |
  * | runq         | pCPU   | 2048  | 64    | ticket -> waiting actor id + 1 (run-queue hand-off)     |
+ * | avic-physid  | vCPU   | 64    | 64    | AVIC physical APIC ID table entry (one per line)       |
  * | srcu         | actor  | 64    | 64    | per-actor SRCU counters locks[2], unlocks[2]           |
  * | actor        | actor  | 64    | 64    | fence word, status, live totals ({@link ACTOR})       |
  * | ring         | actor  | 64+16R| 64    | event ring: head line, tail line, R records of 4 words |
@@ -141,6 +142,10 @@ export const PCPU = {
   RUN_NEXT: 6,
   /** Run-queue ticket lock: ticket now served. */
   RUN_SERVING: 7,
+  /** AMD AVIC doorbell (MSR_AMD64_SVM_AVIC_DOORBELL) pending on this pCPU: 1 = rung. */
+  AVIC_DOORBELL: 8,
+  /** Doorbell waiter flag for AVIC_DOORBELL (unused: the running vCPU polls it). */
+  AVIC_DOORBELL_WAITER: 9,
 } as const;
 
 /** Word offsets of per-actor bookkeeping. */
@@ -187,6 +192,21 @@ export const VMCB = {
   UPDATE_IRR: 0,
   /** RequestedIRR[0..7]: vectors KVM asks VMRUN to inject (filtered by ALLOWED_IRR). */
   REQUESTED_IRR: 1,
+} as const;
+
+/**
+ * AVIC physical APIC ID table entry, modelled as one 32-bit word (the kernel's u64 entry:
+ * 11:0 host physical APIC ID, 51:12 backing page, 62 IsRunning, 63 Valid):
+ *
+ *   31 Valid | 30 IsRunning | 11:0 host physical APIC ID
+ */
+export const AVIC_PHYSID = {
+  /** AVIC_PHYSICAL_ID_ENTRY_VALID_MASK */
+  VALID: 1 << 31,
+  /** AVIC_PHYSICAL_ID_ENTRY_IS_RUNNING_MASK */
+  IS_RUNNING: 1 << 30,
+  /** AVIC_PHYSICAL_ID_ENTRY_HOST_PHYSICAL_ID_MASK */
+  HOST_ID_MASK: 0xfff,
 } as const;
 
 /** Secure AVIC guest backing page: ALLOWED_IRR word i lives at 0x204 + 0x10 * i. */
@@ -262,6 +282,8 @@ export interface Layout {
   pcpu(p: PcpuId, field: number): Addr;
   /** Run-queue slot of pCPU p for ticket t: holds the waiting actor's id + 1, or 0. */
   runqSlot(p: PcpuId, ticket: number): Addr;
+  /** AVIC physical APIC ID table entry of the vCPU with APIC ID `id` ({@link AVIC_PHYSID}). */
+  avicPhysId(id: VcpuId): Addr;
   /** A per-actor bookkeeping word ({@link ACTOR}). */
   actor(a: ActorId, field: number): Addr;
   /** A per-actor SRCU counter ({@link SRCU_CTR}). */
@@ -329,6 +351,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
   add('vcpu', config.vcpus, LINE_BYTES, LINE_BYTES);
   add('pcpu', config.pcpus, LINE_BYTES, LINE_BYTES);
   add('runq', config.pcpus, RUNQ_SLOTS * 4, LINE_BYTES);
+  add('avic-physid', config.vcpus, LINE_BYTES, LINE_BYTES);
   add('srcu', actors, LINE_BYTES, LINE_BYTES);
   add('actor', actors, LINE_BYTES, LINE_BYTES);
   add('ring', actors, ringBytes, LINE_BYTES);
@@ -349,6 +372,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
   const vcpuR = reg('vcpu');
   const pcpuR = reg('pcpu');
   const runqR = reg('runq');
+  const physR = reg('avic-physid');
   const srcuR = reg('srcu');
   const actorR = reg('actor');
   const ringR = reg('ring');
@@ -376,6 +400,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
     vcpu: (v, field) => w(vcpuR, v, field * 4),
     pcpu: (p, field) => w(pcpuR, p, field * 4),
     runqSlot: (p, ticket) => w(runqR, p, (ticket & (RUNQ_SLOTS - 1)) * 4),
+    avicPhysId: (id) => w(physR, id, 0),
     actor: (a, field) => w(actorR, a, field * 4),
     srcu: (a, field) => w(srcuR, a, field * 4),
     ring: (a, word) => w(ringR, a, word * 4),

@@ -15,7 +15,7 @@ import { RingReader, type RawRecord } from '../mem/ring.js';
 import { EV, EVENT_NAMES, sharedClockMs, type HvEvent } from '../trace/events.js';
 import { aggregateCounters, type Accounting } from '../invariants/accounting.js';
 import { snapshotMachine, type MachineSnapshot } from '../invariants/snapshot.js';
-import { apicvStateConsistent, attachEvents, isQuiescent, noLostInterrupt, noSleepingWithPending, type Violation } from '../invariants/checks.js';
+import { apicvStateConsistent, avicIsRunningConsistent, attachEvents, isQuiescent, noLostInterrupt, noSleepingWithPending, type Violation } from '../invariants/checks.js';
 import { DEFAULT_STORM } from '../guest/programs.js';
 import { DEFAULT_VCPU_LOOP, type VcpuLoopParams } from '../actors/vcpu.js';
 import { vendorModule } from '../vendor/index.js';
@@ -385,7 +385,7 @@ export class Machine {
     }
     let violations: Violation[] = [];
     if (!failure) {
-      violations = quiescent ? [...noLostInterrupt(accounting, drainSnap), ...apicvStateConsistent(drainSnap)] : [...noSleepingWithPending(drainSnap), ...noLostInterrupt(accounting, drainSnap)];
+      violations = quiescent ? [...noLostInterrupt(accounting, drainSnap), ...apicvStateConsistent(drainSnap), ...avicIsRunningConsistent(drainSnap)] : [...noSleepingWithPending(drainSnap), ...noLostInterrupt(accounting, drainSnap)];
       violations = attachEvents(violations, recent);
     }
     const figures: Record<string, number> = {};

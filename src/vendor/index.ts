@@ -6,9 +6,10 @@ import type { KvmX86Ops } from '../kvm/x86-ops.js';
 import { badParam } from '../errors.js';
 import { vmxVcpuCreate, vmxX86Ops } from './vmx/index.js';
 import { tdxVcpuCreate, tdxX86Ops } from './tdx/index.js';
+import { svmVcpuCreate, svmX86Ops } from './svm/index.js';
 
 /** Vendors a machine can be built with. */
-export const VENDORS = ['vmx', 'tdx'] as const;
+export const VENDORS = ['vmx', 'svm', 'tdx'] as const;
 /** A vendor name. */
 export type Vendor = (typeof VENDORS)[number];
 
@@ -21,6 +22,7 @@ export interface VendorModule {
 
 const modules: Record<Vendor, VendorModule> = {
   vmx: { ops: vmxX86Ops, vcpuCreate: vmxVcpuCreate },
+  svm: { ops: svmX86Ops, vcpuCreate: (acc, v) => svmVcpuCreate(acc, v) },
   tdx: { ops: tdxX86Ops, vcpuCreate: tdxVcpuCreate },
 };
 

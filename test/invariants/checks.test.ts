@@ -16,7 +16,7 @@ function counters(name: string, cells: [kind: 'sent' | 'coalesced' | 'delivered'
 
 function vcpu(v: number, over: Partial<VcpuSnapshot> = {}): VcpuSnapshot {
   const z = () => [0, 0, 0, 0, 0, 0, 0, 0];
-  return { vcpu: v, mode: 0, requests: 0, cpu: 0, waitTask: 1, taskState: 1, blocking: 1, apicvActive: 1, rvi: 0, svi: 0, pir: z(), on: false, sn: false, nv: 0xf2, ndst: 0, irr: z(), isr: z(), tpr: 0, ppr: 0, timerDeadline: 0, ...over };
+  return { vcpu: v, mode: 0, requests: 0, cpu: 0, waitTask: 1, taskState: 1, blocking: 1, apicvActive: 1, rvi: 0, svi: 0, pir: z(), on: false, sn: false, nv: 0xf2, ndst: 0, irr: z(), isr: z(), tpr: 0, ppr: 0, timerDeadline: 0, avicEntry: 0, loadedOn: -1, ...over };
 }
 
 test('accounting balances sent = delivered + coalesced and sums misc counters', (t) => {
