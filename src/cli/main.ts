@@ -264,7 +264,7 @@ export function buildProgram(): Command {
 }
 
 const USAGE =
-  'usage: hvemu run [--vcpus N] [--pcpus M] [--seconds S] [--seed X] [--vendor vmx|tdx] [--burst B] [--json] [--trace-out FILE]\n' +
+  'usage: hvemu run [--vcpus N] [--pcpus M] [--seconds S] [--seed X] [--vendor vmx|svm|tdx] [--burst B] [--json] [--trace-out FILE]\n' +
   '       hvemu list [--json]\n' +
   '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--trace FILE] [--json]\n' +
   '       hvemu tour [--seconds S] [--json]\n' +
