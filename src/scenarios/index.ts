@@ -7,12 +7,16 @@ import type { ScenarioDef } from './define.js';
 import { savicRequestedIrr } from './savic-requested-irr/scenario.js';
 import { tdxNmiInversion } from './tdx-nmi-inversion/scenario.js';
 import { apicMemslotInhibit } from './apic-memslot-inhibit/scenario.js';
+import { apicvDeactivatePir } from './apicv-deactivate-pir/scenario.js';
+import { tdxApicvInhibit } from './tdx-apicv-inhibit/scenario.js';
 
 /** Every scenario, in catalogue order. */
 export const SCENARIOS: readonly ScenarioDef[] = [
   savicRequestedIrr,
   apicMemslotInhibit,
   tdxNmiInversion,
+  apicvDeactivatePir,
+  tdxApicvInhibit,
 ];
 
 /** A scenario by id (EMU_ERR_BAD_PARAM naming the id and the known ones otherwise). @emulator */

@@ -27,7 +27,7 @@ export const ALLOWED: Record<string, string[]> = {
   actors: ['mem', 'sync', 'kvm', 'trace', 'util', 'errors'],
   invariants: ['mem', 'apic', 'kvm', 'trace', 'errors'],
   runtime: ['mem', 'sync', 'apic', 'kvm', 'trace', 'guest', 'vendor', 'actors', 'invariants', 'util', 'errors'],
-  scenarios: ['mem', 'sync', 'apic', 'kvm', 'trace', 'invariants', 'runtime', 'util', 'errors'],
+  scenarios: ['mem', 'sync', 'apic', 'kvm', 'trace', 'invariants', 'runtime', 'vendor', 'util', 'errors'],
   cli: ['runtime', 'scenarios', 'guest', 'kvm', 'trace', 'invariants', 'errors'],
   index: ['*'],
 };

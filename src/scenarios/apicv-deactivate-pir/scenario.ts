@@ -1,0 +1,321 @@
+/**
+ * apicv-deactivate-pir — a posted interrupt races with APICv deactivation (domain notes 2.3, 2.6
+ * PI-6, 4.2; historic fix "KVM: x86: check PIR even for vCPUs with disabled APICv", Paolo
+ * Bonzini, Nov 2021). See README.md beside this file.
+ *
+ * An assigned device keeps posting through its IRTE (KVM does not rewrite IRTEs on an inhibit):
+ * PIR bit, ON, notification vector to NDST. Meanwhile the VMM sets an inhibit
+ * (kvm_set_or_clear_apicv_inhibit: KVM_REQ_APICV_UPDATE to every vCPU, kick, publish) and the
+ * target vCPU deactivates APICv at its next entry (kvm_vcpu_update_apicv). From then on a
+ * notification is an ordinary external-interrupt VM-exit that leaves ON set; only KVM's PIR sync
+ * at entry (vmx_sync_pir_to_irr: PIR -> vIRR, KVM_REQ_EVENT) followed by VM-entry injection gets
+ * the vector to the guest.
+ *
+ *   CPU0 target (vcpu_enter_guest loop)       CPU1 device (IOMMU)         CPU2 vmm
+ *                                                                          set BLOCKIRQ: REQ_APICV_UPDATE,
+ *   kicked out; APICV_UPDATE: apicv_active=0                                kick, publish
+ *   guest runs (no VID, no PI processing)     PIR |= v; ON = 1; NV -> NDST
+ *   external-interrupt exit (ON stays 1)
+ *   mode = IN; smp_mb
+ *   buggy:  if (lapic enabled && apicv_active) sync_pir_to_irr   -> skipped: v stays in PIR
+ *   fixed:  if (lapic enabled) sync_pir_to_irr -> vIRR, KVM_REQ_EVENT -> inject v at next entry
+ *
+ * The entry path is the emulator's own vcpu_enter_guest (src/kvm/x86.ts) over the VMX vendor ops;
+ * the buggy variant puts the pre-fix apicv_active guard in front of the vendor's sync_pir_to_irr,
+ * which is where the fix removed it (the entry sync and the fastpath re-entry sync).
+ */
+import { APIC_IRR, APIC_ISR } from '../../mem/apicdef.js';
+import { PCPU, PID, VCPU, VM, planScratch, vecPos, vecWord, type Addr, type Layout, type VcpuId } from '../../mem/layout.js';
+import type { Access } from '../../mem/access.js';
+import { apicFindHighestIrr, apicSearchIrr } from '../../apic/index.js';
+import { APICV_INHIBIT_REASON_BLOCKIRQ, kvmSetOrClearApicvInhibit } from '../../kvm/apicv.js';
+import { apicSendIpiHost } from '../../kvm/kick.js';
+import { OUTSIDE_GUEST_MODE } from '../../kvm/modes.js';
+import { kvmRequestPending } from '../../kvm/requests.js';
+import { ActorStats } from '../../kvm/stats.js';
+import { vcpuEnterGuest } from '../../kvm/x86.js';
+import type { GuestAction, GuestProgram, KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
+import { Tracer, sharedClockMs } from '../../trace/events.js';
+import { vendorModule } from '../../vendor/index.js';
+import { vmxX86Ops } from '../../vendor/vmx/index.js';
+import { vmxSyncPirToIrr } from '../../vendor/vmx/posted-intr.js';
+import { piNv, piTestAndSetOn, piTestAndSetPir, piTestSn } from '../../vendor/vmx/pi-desc.js';
+import { initMachineState } from '../../runtime/vm-init.js';
+import { apicvPostedNotLost, type ApicvPirRound } from '../../invariants/apicv.js';
+import type { Violation } from '../../invariants/checks.js';
+import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
+
+/** Vectors the device posts to each target per round (distinct within a round). */
+const POSTS_PER_VCPU = 4;
+/** Vector range of the device's MSIs. */
+const FIRST_VECTOR = 0x30;
+const LAST_VECTOR = 0xdf;
+/** Guest steps per VM-entry before a preemption-timer exit. */
+const GUEST_STEPS = 8;
+/** KVM_RUN iterations a target keeps going once the device and the VMM are done, at most. */
+const SETTLE_ENTRIES = 64;
+/** Upper bounds (cpu_relax iterations) of the device's gap before each post and the VMM's delay. */
+const DEVICE_GAP_SPINS = 3000;
+const VMM_DELAY_SPINS = 8000;
+
+/** Words of a target's block: posted bitmap (device-written), received bitmap and entry counts (vCPU-written). */
+const BLK = { POSTED: 0, RECEIVED: 16, ENTRIES: 32, INACTIVE_ENTRIES: 33, WORDS: 48 } as const;
+
+const plans = new Map<number, ReturnType<typeof makePlan>>();
+function makePlan(vcpus: number) {
+  return planScratch({ deviceDone: 1, vmmDone: 1, vcpus: vcpus * BLK.WORDS });
+}
+function plan(p: ScenarioParams): ReturnType<typeof makePlan> {
+  let pl = plans.get(p.vcpus);
+  if (!pl) plans.set(p.vcpus, (pl = makePlan(p.vcpus)));
+  return pl;
+}
+
+function block(L: Layout, p: ScenarioParams, v: VcpuId, word: number): Addr {
+  return L.scratch(plan(p).at.vcpus + v * BLK.WORDS + word);
+}
+
+/**
+ * A posted-interrupt remapping IRTE firing: the IOMMU sets the PIR bit and, unless SN is set, ON;
+ * if ON was clear it sends the notification vector NV to the CPU named by NDST — whatever the
+ * vCPU's APICv state (KVM does not rewrite IRTEs when APICv is inhibited). Returns false if the
+ * vector coalesced with one already in the PIR.
+ * @sdm Intel VT-d spec 5.2.3 "Interrupt-Posting Hardware Operation"
+ */
+export function vtdPostInterrupt(k: KvmCtx, v: VcpuId, vector: number): boolean {
+  const { acc, L } = k;
+  if (piTestAndSetPir(acc, v, vector)) return false;
+  if (piTestSn(acc, v)) return true;
+  if (piTestAndSetOn(acc, v)) return true;
+  const nv = piNv(acc.readOnce(L.pid(v, PID.CONTROL), 'pi:nv-read'));
+  apicSendIpiHost(k, acc.readOnce(L.pid(v, PID.NDST), 'pi:ndst-read'), nv);
+  return true;
+}
+
+/**
+ * The irr_pending half of kvm_apic_update_irr: without APICv, IRR bits the PIR sync added must
+ * raise the irr_pending hint, or apic_find_highest_irr() keeps returning -1 and the vector is
+ * never injected. vendor/vmx's kvmApicUpdateIrr moves the bits but leaves the hint alone (the
+ * state before "KVM: x86: VMX: set irr_pending in kvm_apic_update_irr", Maxim Levitsky, 2023);
+ * this completes it after every sync with APICv inactive, in every variant. Setting the hint
+ * whenever the IRR is non-empty keeps the invariant the kernel maintains (no APICv ⇒
+ * irr_pending ∨ IRR empty).
+ * @kvm arch/x86/kvm/lapic.c kvm_apic_update_irr (`if (!apic->apicv_active && irr_updated) apic->irr_pending = true`)
+ */
+export function kvmApicUpdateIrrPending(k: KvmCtx, v: VcpuId): void {
+  if (apicSearchIrr(k.acc, v) !== -1) k.acc.writeOnce(k.L.vcpu(v, VCPU.IRR_PENDING), 1, 'apic:irr-pending-set');
+}
+
+/**
+ * The VMX vendor operations of this scenario: VMX's own, with (buggy) the pre-fix guard in front
+ * of sync_pir_to_irr, and an entry counter at VM-entry.
+ */
+function scenarioOps(p: ScenarioParams): KvmX86Ops {
+  const buggy = p.variant.buggy;
+  return {
+    ...vmxX86Ops,
+    syncPirToIrr(k, v) {
+      const active = k.acc.readOnce(k.L.vcpu(v, VCPU.APICV_ACTIVE), 'apicv:active-read') !== 0;
+      if (buggy && !active) {
+        // BUG (deliberate): pre-fix vcpu_enter_guest — `if (kvm_lapic_enabled(vcpu) &&
+        // kvm_vcpu_apicv_active(vcpu)) sync_pir_to_irr(vcpu)`: with APICv inactive the PIR is not
+        // looked at, so what the device posts stays there with ON set.
+        return apicFindHighestIrr(k.acc, v);
+      }
+      const maxIrr = vmxSyncPirToIrr(k, v);
+      if (!active) kvmApicUpdateIrrPending(k, v);
+      return maxIrr;
+    },
+    vcpuRun(k, v, guest, maxSteps) {
+      // Bookkeeping at the VM-entry commit: entries, and those with APICv inactive.
+      const { acc } = k;
+      acc.bump(block(k.L, p, v, BLK.ENTRIES));
+      if (acc.peek(k.L.vcpu(v, VCPU.APICV_ACTIVE)) === 0) acc.bump(block(k.L, p, v, BLK.INACTIVE_ENTRIES));
+      return vmxX86Ops.vcpuRun(k, v, guest, maxSteps);
+    },
+  };
+}
+
+/** The guest: runs, and its handler records every vector it takes (in its own received bitmap). */
+class RecordingGuest implements GuestProgram {
+  private static readonly RUN: GuestAction = { kind: 'run' };
+  constructor(
+    private readonly acc: Access,
+    private readonly received: Addr,
+  ) {}
+  onInterrupt(vector: number): void {
+    const a = (this.received + vecWord(vector)) as Addr;
+    this.acc.poke(a, this.acc.peek(a) | (1 << vecPos(vector)));
+  }
+  step(): GuestAction {
+    return RecordingGuest.RUN;
+  }
+}
+
+const kvmCtxs = new WeakMap<ScenarioCtx, KvmCtx>();
+
+/** This actor's KvmCtx: the target vCPUs run on pCPU v; the device and the VMM on no pCPU of the VM. */
+function kvmCtxOf(ctx: ScenarioCtx): KvmCtx {
+  let k = kvmCtxs.get(ctx);
+  if (!k) {
+    const { acc, L, params } = ctx;
+    const self = ctx.index < params.vcpus ? ctx.index : -1;
+    k = {
+      acc,
+      L,
+      nrVcpus: params.vcpus,
+      ops: scenarioOps(params),
+      stats: new ActorStats(acc, params.vcpus),
+      trace: new Tracer(acc, false, sharedClockMs()),
+      runningVcpu: self,
+      cpu: self,
+      needResched: () => false,
+      clockUs: () => 0,
+    };
+    kvmCtxs.set(ctx, k);
+  }
+  return k;
+}
+
+/** The 8 words of a 256-bit bitmap, word i at `at(i)`. */
+function bitmap(acc: Access, at: (i: number) => Addr): number[] {
+  return Array.from({ length: 8 }, (_, i) => acc.peek(at(i)) >>> 0);
+}
+
+/** Word i of a bitmap kept in consecutive scratch words from `first`. */
+const scratchWords = (first: Addr) => (i: number) => (first + i) as Addr;
+
+function vectorsOf(words: readonly number[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < 8; i++) for (let b = 0; b < 32; b++) if (((words[i] ?? 0) >>> b) & 1) out.push(i * 32 + b);
+  return out;
+}
+
+/** Spin a seeded random 0..max-1 cpu_relax iterations (think time; not a widened race point). */
+function think(ctx: ScenarioCtx, label: string, max: number): void {
+  const n = ctx.prng.below(max);
+  for (let i = 0; i < n; i++) ctx.acc.cpuRelax(label);
+}
+
+/** A target vCPU: KVM_RUN until the device and the VMM are done and everything posted arrived (or it settled). */
+function targetRound(ctx: ScenarioCtx): void {
+  const k = kvmCtxOf(ctx);
+  const { acc, L, params } = ctx;
+  const v = ctx.index;
+  const at = plan(params).at;
+  const posted = block(L, params, v, BLK.POSTED);
+  const received = block(L, params, v, BLK.RECEIVED);
+  const guest = new RecordingGuest(acc, received);
+  let settle = 0;
+  for (;;) {
+    vcpuEnterGuest(k, v, guest, GUEST_STEPS);
+    if (acc.peek(L.scratch(at.deviceDone)) === 0 || acc.peek(L.scratch(at.vmmDone)) === 0) continue;
+    if (++settle >= SETTLE_ENTRIES) break;
+    if (kvmRequestPending(acc, v)) continue;
+    let all = true;
+    for (let i = 0; i < 8 && all; i++) {
+      const p = acc.peek((posted + i) as Addr);
+      all = (acc.peek((received + i) as Addr) & p) === p;
+    }
+    if (all) break;
+  }
+}
+
+/** The device: POSTS_PER_VCPU distinct vectors to every target, at seeded random times. */
+function deviceRound(ctx: ScenarioCtx): void {
+  const k = kvmCtxOf(ctx);
+  const { acc, L, params } = ctx;
+  const n = params.vcpus;
+  for (let i = 0; i < POSTS_PER_VCPU * n; i++) {
+    think(ctx, 'device:gap', DEVICE_GAP_SPINS);
+    const v = i % n;
+    const posted = block(L, params, v, BLK.POSTED);
+    let vector: number;
+    do vector = FIRST_VECTOR + ctx.prng.below(LAST_VECTOR - FIRST_VECTOR + 1);
+    while ((acc.peek((posted + vecWord(vector)) as Addr) >>> vecPos(vector)) & 1);
+    const w = (posted + vecWord(vector)) as Addr;
+    acc.poke(w, acc.peek(w) | (1 << vecPos(vector)));
+    vtdPostInterrupt(k, v, vector);
+  }
+  acc.poke(L.scratch(plan(params).at.deviceDone), 1);
+}
+
+/** The VMM (a debugger thread): KVM_SET_GUEST_DEBUG with BLOCKIRQ at a seeded random time. */
+function vmmRound(ctx: ScenarioCtx): void {
+  const k = kvmCtxOf(ctx);
+  think(ctx, 'vmm:delay', VMM_DELAY_SPINS);
+  // kvm_arch_vcpu_guestdbg_update_apicv_inhibit -> kvm_set_or_clear_apicv_inhibit(BLOCKIRQ, true)
+  kvmSetOrClearApicvInhibit(k, APICV_INHIBIT_REASON_BLOCKIRQ, true);
+  ctx.acc.poke(ctx.L.scratch(plan(ctx.params).at.vmmDone), 1);
+}
+
+/** A fresh VMX VM for every round: APICv active, no inhibit, target v loaded on pCPU v. */
+function setup(acc: Access, p: ScenarioParams): void {
+  const L = acc.layout;
+  initMachineState(acc, vendorModule('vmx'));
+  acc.poke(L.vm(VM.APICV_INHIBIT_REASONS), 0);
+  acc.poke(L.vm(VM.VM_BUGGED), 0);
+  for (let v = 0; v < p.vcpus; v++) {
+    acc.poke(L.vcpu(v, VCPU.MODE), OUTSIDE_GUEST_MODE);
+    acc.poke(L.vcpu(v, VCPU.REQUESTS), 0);
+    acc.poke(L.vcpu(v, VCPU.CPU), v);
+    acc.poke(L.vcpu(v, VCPU.GUEST_INTR_STATUS), 0);
+    acc.poke(L.vcpu(v, VCPU.TIMER_DEADLINE), 0);
+    acc.poke(L.pcpu(v, PCPU.CURRENT_VCPU), v);
+    acc.poke(L.pcpu(v, PCPU.HOST_IRR_SYS), 0);
+  }
+  const { words } = plan(p);
+  for (let i = 0; i < words; i++) acc.poke(L.scratch(i), 0);
+}
+
+/** The round's records for the checker (role 0, after the round). */
+function roundRecords(ctx: ScenarioCtx): ApicvPirRound[] {
+  const { acc, L, params } = ctx;
+  const out: ApicvPirRound[] = [];
+  for (let v = 0; v < params.vcpus; v++) {
+    out.push({
+      vcpu: v,
+      apicvActive: acc.peek(L.vcpu(v, VCPU.APICV_ACTIVE)) !== 0,
+      inhibitReasons: acc.peek(L.vm(VM.APICV_INHIBIT_REASONS)),
+      posted: vectorsOf(bitmap(acc, scratchWords(block(L, params, v, BLK.POSTED)))),
+      received: vectorsOf(bitmap(acc, scratchWords(block(L, params, v, BLK.RECEIVED)))),
+      pir: bitmap(acc, (i) => L.pid(v, PID.PIR, i)),
+      on: (acc.peek(L.pid(v, PID.CONTROL)) & 1) !== 0,
+      irr: bitmap(acc, (i) => L.apicBitmapWord(v, APIC_IRR, i)),
+      isr: bitmap(acc, (i) => L.apicBitmapWord(v, APIC_ISR, i)),
+      injected: acc.peek(L.vcpu(v, VCPU.INJECTED)),
+      inactiveEntries: acc.peek(block(L, params, v, BLK.INACTIVE_ENTRIES)),
+    });
+  }
+  return out;
+}
+
+/** The scenario. */
+export const apicvDeactivatePir: ScenarioDef = {
+  id: 'apicv-deactivate-pir',
+  title: 'A device keeps posting interrupts while an inhibit deactivates APICv: the PIR must still be synced at entry',
+  seedFile: '000_12335ea9bf6ce8f5.txt',
+  variants: [
+    { name: 'buggy', buggy: true, differs: 'vcpu_enter_guest syncs the PIR only while APICv is active (pre-fix `if (kvm_lapic_enabled(vcpu) && kvm_vcpu_apicv_active(vcpu)) sync_pir_to_irr`)' },
+    { name: 'fixed', buggy: false, differs: '' },
+  ],
+  invariants: [{ name: 'apicvPostedNotLost', description: 'at the end of a round, APICv still inhibited, every vector the device posted reached the guest (a missing one is reported where it sits, e.g. PIR with ON=1)' }],
+  widen: { probability: 0.3, maxSpins: 400, points: ['apicv:', 'pi:pir-', 'pi:on-', 'vcpu:mode-', 'vmx:inject'] },
+  vcpus: { default: 1, min: 1, max: 4 },
+  roles: (p) => [...Array.from({ length: p.vcpus }, (_, i) => `vcpu${i}`), 'device', 'vmm'],
+  layout: (p) => ({ vcpus: p.vcpus, pcpus: p.vcpus, scratchWords: plan(p).words }),
+  init(acc, p) {
+    setup(acc, p);
+  },
+  round(ctx) {
+    if (ctx.index < ctx.params.vcpus) targetRound(ctx);
+    else if (ctx.index === ctx.params.vcpus) deviceRound(ctx);
+    else vmmRound(ctx);
+  },
+  check(ctx): Violation[] {
+    return apicvPostedNotLost(roundRecords(ctx));
+  },
+  reset(ctx) {
+    setup(ctx.acc, ctx.params);
+  },
+};

@@ -1,0 +1,134 @@
+/**
+ * tdx-apicv-inhibit: with the old approach a runtime inhibit really deactivates APICv on the TD
+ * vCPUs and interrupts stop reaching the guest; with the new one every inhibit bugs the VM and
+ * all vCPUs leave KVM_RUN with -EIO (the expected outcome, no violation); the checkers judge
+ * hand-built rounds.
+ */
+import test from 'ava';
+import { runRace } from '../../src/scenarios/runner.js';
+import { SCENARIOS } from '../../src/scenarios/index.js';
+import { closeSharedPool } from '../../src/runtime/pool.js';
+import { tdxApicvActiveAtEntry, tdxBuggedVmAllExited, tdxSentReachesGuest, type TdApicvRound, type TdVcpuRound } from '../../src/invariants/apicv.js';
+import { tdKvmRun } from '../../src/scenarios/tdx-apicv-inhibit/scenario.js';
+import { Access, createMachineMemory } from '../../src/mem/access.js';
+import { ActorStats } from '../../src/kvm/stats.js';
+import { Tracer, sharedClockMs } from '../../src/trace/events.js';
+import { vendorModule } from '../../src/vendor/index.js';
+import { tdxX86Ops } from '../../src/vendor/tdx/index.js';
+import { initMachineState } from '../../src/runtime/vm-init.js';
+import { kvmVmBugged } from '../../src/kvm/vm-bug.js';
+import type { KvmCtx } from '../../src/kvm/x86-ops.js';
+import type { EmuError } from '../../src/errors.js';
+
+const ID = 'tdx-apicv-inhibit';
+/** Generous budget for a buggy run (it stops at its first violation, normally in the first round). */
+const BUGGY_ITERATIONS = 200_000;
+
+test.after.always(async () => {
+  await closeSharedPool();
+});
+
+test('the scenario is in the catalogue with buggy and fixed and its three invariants', (t) => {
+  const def = SCENARIOS.find((s) => s.id === ID);
+  t.truthy(def);
+  t.deepEqual(def?.variants.map((v) => v.name), ['buggy', 'fixed']);
+  t.deepEqual(def?.invariants.map((i) => i.name), ['tdxApicvActiveAtEntry', 'tdxSentReachesGuest', 'tdxBuggedVmAllExited']);
+  t.is(def?.seedFile, '000_12335ea9bf6ce8f5.txt');
+});
+
+test.serial('buggy: after the runtime inhibit a TD vCPU enters with APICv inactive (found within the budget)', async (t) => {
+  const r = await runRace(ID, { variant: 'buggy', iterations: BUGGY_ITERATIONS, seed: 7 });
+  t.is(r.failure, null);
+  t.truthy(r.first, 'a violation was found');
+  t.is(r.first?.invariant, 'tdxApicvActiveAtEntry');
+  t.regex(r.first?.detail ?? '', /entered the TD with APICv inactive in a live VM: \d+ of \d+ TD entries .*inhibit reasons PHYSICAL_ID_ALIASED/);
+});
+
+test.serial('buggy: an interrupt sent after the deactivation never reaches the TD guest (it stays in the PIR)', async (t) => {
+  // Look through a few seeds' first violating rounds for the lost interrupt next to the entry violation.
+  let lost: string | undefined;
+  for (let seed = 1; seed <= 20 && !lost; seed++) {
+    const r = await runRace(ID, { variant: 'buggy', iterations: BUGGY_ITERATIONS, seed, widen: seed % 2 === 0 });
+    t.is(r.failure, null);
+    lost = r.first?.violations.find((v) => v.invariant === 'tdxSentReachesGuest')?.message;
+  }
+  t.regex(lost ?? '', /was sent to the TD but never reached the guest: it sits in PIR with ON=1 \(apicv_active=0, VM not bugged/);
+});
+
+test.serial('fixed: 2000 rounds with two TD vCPUs, every inhibit bugs the VM, all vCPUs out with -EIO, no violation', async (t) => {
+  const r = await runRace(ID, { variant: 'fixed', iterations: 2000, seed: 7 });
+  t.is(r.failure, null, r.failure?.message);
+  t.is(r.first, null);
+  t.is(r.violations, 0);
+  t.is(r.iterations, 2000);
+});
+
+test.serial('fixed with one and with three TD vCPUs: no violation', async (t) => {
+  const one = await runRace(ID, { variant: 'fixed', iterations: 2000, seed: 3, vcpus: 1 });
+  t.is(one.failure, null);
+  t.is(one.first, null);
+  const three = await runRace(ID, { variant: 'fixed', iterations: 300, seed: 5, vcpus: 3 });
+  t.is(three.failure, null);
+  t.is(three.first, null);
+});
+
+/** A TD vCPU's record (defaults: one live round, everything sent arrived, APICv active throughout). */
+function vcpu(over: Partial<TdVcpuRound>): TdVcpuRound {
+  const zero = [0, 0, 0, 0, 0, 0, 0, 0];
+  return { vcpu: 0, apicvActive: true, entries: 50, inactiveLiveEntries: 0, firstInactiveLiveEntry: -1, dyingEntries: 0, kvmRun: 'returned', rerun: 'not-tried', sent: [0x40], received: [0x40], pir: zero, on: false, irr: zero, ...over };
+}
+
+const ALIASED = 1 << 4;
+
+test('checkers: the old approach — entries with APICv inactive and a vector stuck in the PIR of a live TD', (t) => {
+  const pir = [0, 0, 1 << 2, 0, 0, 0, 0, 0]; // 0x42
+  const r: TdApicvRound = {
+    vmBugged: false,
+    inhibitReasons: ALIASED,
+    vcpus: [vcpu({ apicvActive: false, inactiveLiveEntries: 30, firstInactiveLiveEntry: 20, sent: [0x40, 0x42], received: [0x40], pir, on: true }), vcpu({ vcpu: 1 })],
+  };
+  const e = tdxApicvActiveAtEntry(r);
+  t.is(e.length, 1);
+  t.regex(e[0]?.message ?? '', /vcpu0 entered the TD with APICv inactive in a live VM: 30 of 50 TD entries \(first: entry #20\), inhibit reasons PHYSICAL_ID_ALIASED/);
+  const l = tdxSentReachesGuest(r);
+  t.is(l.length, 1);
+  t.regex(l[0]?.message ?? '', /vcpu0 vector 0x42 was sent to the TD but never reached the guest: it sits in PIR with ON=1/);
+  t.deepEqual(tdxBuggedVmAllExited(r), [], 'a live VM whose KVM_RUNs returned normally');
+});
+
+test('checkers: the new approach — a bugged VM with every vCPU out with -EIO and refused after is the expected outcome', (t) => {
+  const r: TdApicvRound = {
+    vmBugged: true,
+    inhibitReasons: ALIASED,
+    vcpus: [
+      vcpu({ apicvActive: false, kvmRun: 'eio', rerun: 'refused', sent: [0x40, 0x41], received: [0x40] }),
+      // Raced through the APICv update after vcpu0 had bugged the VM: entered again before its KVM_REQ_VM_DEAD arrived.
+      vcpu({ vcpu: 1, apicvActive: false, dyingEntries: 3, kvmRun: 'eio', rerun: 'refused' }),
+    ],
+  };
+  t.deepEqual([...tdxApicvActiveAtEntry(r), ...tdxSentReachesGuest(r), ...tdxBuggedVmAllExited(r)], []);
+});
+
+test('checkers: a bugged VM with a vCPU still in KVM_RUN, or run again, is a violation; -EIO without a bug too', (t) => {
+  const still: TdApicvRound = { vmBugged: true, inhibitReasons: ALIASED, vcpus: [vcpu({ kvmRun: 'eio', rerun: 'refused' }), vcpu({ vcpu: 1, kvmRun: 'returned' })] };
+  t.regex(tdxBuggedVmAllExited(still)[0]?.message ?? '', /vcpu1: the VM is bugged but its KVM_RUN returned without -EIO/);
+  const again: TdApicvRound = { vmBugged: true, inhibitReasons: ALIASED, vcpus: [vcpu({ kvmRun: 'eio', rerun: 'ran' })] };
+  t.regex(tdxBuggedVmAllExited(again)[0]?.message ?? '', /KVM_RUN after -EIO ran the vCPU again/);
+  const eio: TdApicvRound = { vmBugged: false, inhibitReasons: 0, vcpus: [vcpu({ kvmRun: 'eio', rerun: 'refused' })] };
+  t.regex(tdxBuggedVmAllExited(eio)[0]?.message ?? '', /failed with -EIO but the VM is not bugged/);
+});
+
+test('KVM_RUN on a TD vCPU of a bugged VM fails with -EIO before entering', (t) => {
+  const mem = createMachineMemory({ vcpus: 2, pcpus: 2 });
+  const acc = new Access(mem, { actor: mem.layout.mainActor, name: 'main' });
+  initMachineState(acc, vendorModule('tdx'));
+  const k: KvmCtx = { acc, L: mem.layout, nrVcpus: 2, ops: tdxX86Ops, stats: new ActorStats(acc, 2), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0 };
+  kvmVmBugged(k, 'test');
+  let entered = false;
+  const e = t.throws(() =>
+    tdKvmRun(k, 1, { onInterrupt: () => undefined, step: () => ((entered = true), { kind: 'run' }) }, () => true),
+  ) as EmuError;
+  t.is(e.code, 'EMU_ERR_VM_BUGGED');
+  t.regex(e.message, /-EIO/);
+  t.false(entered);
+});
