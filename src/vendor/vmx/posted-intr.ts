@@ -93,12 +93,14 @@ export function vmxDeliverInterrupt(ctx: KvmCtx, target: VcpuId, vector: number)
  */
 export function kvmApicUpdateIrr(ctx: KvmCtx, v: VcpuId): { maxIrr: number; got: boolean; pirMax: number } {
   let pirMax = -1;
+  let updated = false;
   const r = kvmApicUpdateIrrRaw(
     ctx.acc,
     v,
     (i) => ctx.L.apicBitmapWord(v, APIC_IRR, i),
     (i, pir, prevIrr) => {
       pirMax = 31 - Math.clz32(pir) + i * 32;
+      if ((pir & ~prevIrr) !== 0) updated = true;
       let dup = pir & prevIrr;
       while (dup !== 0) {
         const bit = 31 - Math.clz32(dup);
@@ -108,6 +110,10 @@ export function kvmApicUpdateIrr(ctx: KvmCtx, v: VcpuId): { maxIrr: number; got:
       }
     },
   );
+  // Without APICv, software injection only scans the IRR when irr_pending says so.
+  if (updated && ctx.acc.readOnce(ctx.L.vcpu(v, VCPU.APICV_ACTIVE), 'apicv:active-read') === 0) {
+    ctx.acc.writeOnce(ctx.L.vcpu(v, VCPU.IRR_PENDING), 1, 'apic:irr-pending');
+  }
   return { maxIrr: r.maxIrr, got: r.gotNewMax, pirMax };
 }
 
