@@ -62,9 +62,10 @@ export function kvmVcpuWakeUp(ctx: KvmCtx, v: VcpuId): boolean {
       acc.notify(st, 1, 'vcpu:wake-notify');
       woken = true;
       ctx.stats.count('wakeups');
+      // vcpu->ready is set only when a task was actually woken.
+      acc.writeOnce(L.vcpu(v, VCPU.READY), 1, 'vcpu:ready');
     }
   }
-  acc.writeOnce(L.vcpu(v, VCPU.READY), 1, 'vcpu:ready');
   ctx.trace.emit(EV.WAKE, v, woken ? 1 : 0);
   return woken;
 }

@@ -9,6 +9,8 @@ import { tdxNmiInversion } from './tdx-nmi-inversion/scenario.js';
 import { apicMemslotInhibit } from './apic-memslot-inhibit/scenario.js';
 import { apicvDeactivatePir } from './apicv-deactivate-pir/scenario.js';
 import { tdxApicvInhibit } from './tdx-apicv-inhibit/scenario.js';
+import { piSbNotification } from './pi-sb-notification/scenario.js';
+import { piWakeupBlock } from './pi-wakeup-block/scenario.js';
 
 /** Every scenario, in catalogue order. */
 export const SCENARIOS: readonly ScenarioDef[] = [
@@ -17,6 +19,8 @@ export const SCENARIOS: readonly ScenarioDef[] = [
   tdxNmiInversion,
   apicvDeactivatePir,
   tdxApicvInhibit,
+  piSbNotification,
+  piWakeupBlock,
 ];
 
 /** A scenario by id (EMU_ERR_BAD_PARAM naming the id and the known ones otherwise). @emulator */
