@@ -46,7 +46,7 @@ test('post to a vCPU outside guest mode: PIR + ON, no notification IPI, a wake-u
   t.true(pirHas(s, 1, 0x45));
   t.true(on(s, 1));
   t.is(s.acc.peek(s.L.pcpu(1, PCPU.HOST_IRR_SYS)), 0);
-  t.is(s.acc.peek(s.L.vcpu(1, VCPU.READY)), 1);
+  t.is(s.acc.peek(s.L.vcpu(1, VCPU.READY)), 0, 'nobody was asleep: kvm_vcpu_wake_up leaves vcpu->ready alone');
   t.is(s.stats.misc.notifications, 0);
 });
 
@@ -78,6 +78,7 @@ test('a sleeping target is woken (rcuwait + TASK_INTERRUPTIBLE -> TASK_RUNNING)'
   vmxDeliverInterrupt(s, 1, 0x45);
   t.is(s.acc.peek(s.L.vcpu(1, VCPU.TASK_STATE)), 0);
   t.is(s.stats.misc.wakeups, 1);
+  t.is(s.acc.peek(s.L.vcpu(1, VCPU.READY)), 1, 'a real wake-up sets vcpu->ready');
 });
 
 test('vmx_sync_pir_to_irr: ON cleared, PIR moved to vIRR, RVI = highest, duplicates counted as coalesced', (t) => {
