@@ -7,6 +7,8 @@ import type { ScenarioDef } from './define.js';
 import { savicRequestedIrr } from './savic-requested-irr/scenario.js';
 import { tdxNmiInversion } from './tdx-nmi-inversion/scenario.js';
 import { apicMemslotInhibit } from './apic-memslot-inhibit/scenario.js';
+import { avicIsrunningWake } from './avic-isrunning-wake/scenario.js';
+import { savicIpiHlt } from './savic-ipi-hlt/scenario.js';
 import { apicvDeactivatePir } from './apicv-deactivate-pir/scenario.js';
 import { tdxApicvInhibit } from './tdx-apicv-inhibit/scenario.js';
 import { piSbNotification } from './pi-sb-notification/scenario.js';
@@ -17,6 +19,8 @@ export const SCENARIOS: readonly ScenarioDef[] = [
   savicRequestedIrr,
   apicMemslotInhibit,
   tdxNmiInversion,
+  avicIsrunningWake,
+  savicIpiHlt,
   apicvDeactivatePir,
   tdxApicvInhibit,
   piSbNotification,

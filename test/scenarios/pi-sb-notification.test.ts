@@ -6,6 +6,7 @@
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
+import { findWithinBudget } from '../helpers/race.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
 import { IN_GUEST_MODE, OUTSIDE_GUEST_MODE } from '../../src/kvm/modes.js';
 import { piNoStrandedAtEntry, piPostedReachesTarget, type PiEntryRound } from '../../src/invariants/posted-intr.js';
@@ -33,18 +34,12 @@ test('the scenario is in the catalogue; window widening is off', (t) => {
 });
 
 test.serial('buggy: a posted interrupt is stranded in the PIR by store buffering (found within the budget)', async (t) => {
-  let r = await runRace(ID, { variant: 'buggy', seconds: BUGGY_SECONDS_PER_SEED, seed: BUGGY_SEEDS[0]! });
-  for (const seed of BUGGY_SEEDS.slice(1)) {
-    if (r.first || r.failure) break;
-    t.log(`seed ${r.seed}: ${r.iterations} rounds without the SB outcome; next seed`);
-    r = await runRace(ID, { variant: 'buggy', seconds: BUGGY_SECONDS_PER_SEED, seed });
-  }
+  const r = await findWithinBudget(t, ID, 'buggy', { seeds: BUGGY_SEEDS, secondsPerSeed: BUGGY_SECONDS_PER_SEED });
   t.is(r.failure, null);
   t.truthy(r.first, 'a violation was found');
   t.is(r.first?.invariant, 'piNoStrandedAtEntry');
   t.regex(r.first?.detail ?? '', /IN_GUEST_MODE with PIR = \{0x[0-9a-f]+\}, ON = 1 and no notification pending/);
   t.true(r.first?.violations.some((v) => v.invariant === 'piPostedReachesTarget'));
-  t.log(`seed ${r.seed}: round ${r.first?.iteration}, ${r.first?.elapsedMs.toFixed(0)} ms`);
 });
 
 test.serial('fixed: 20000 rounds, every posted vector reaches the vIRR', async (t) => {
