@@ -5,6 +5,7 @@
 import type { Accounting } from './accounting.js';
 import { bitmapVectors, type MachineSnapshot, type VcpuSnapshot } from './snapshot.js';
 import type { HvEvent } from '../trace/events.js';
+import { computePpr } from '../apic/index.js';
 
 /** A broken invariant, with what it concerns and the last events that touched it. */
 export interface Violation {
@@ -21,6 +22,11 @@ export function whereIsVector(s: VcpuSnapshot, vec: number): string {
   if (bitmapVectors(s.pir).includes(vec)) places.push(`PIR (ON=${s.on ? 1 : 0})`);
   if (bitmapVectors(s.irr).includes(vec)) places.push('vIRR');
   if (bitmapVectors(s.isr).includes(vec)) places.push('vISR');
+  if (s.savic) {
+    if (bitmapVectors(s.savic.requestedIrr).includes(vec)) places.push(`RequestedIRR (UpdateIRR=${s.savic.updateIrr})`);
+    if (bitmapVectors(s.savic.irr).includes(vec)) places.push('backing-page IRR');
+    if (bitmapVectors(s.savic.isr).includes(vec)) places.push('backing-page ISR');
+  }
   return places.length ? places.join(' + ') : 'nowhere (gone)';
 }
 
@@ -29,9 +35,23 @@ export function isSleeping(s: VcpuSnapshot): boolean {
   return s.waitTask !== 0 && s.taskState !== 0;
 }
 
-/** Does the vCPU hold an interrupt the guest could take (PIR, or vIRR above PPR)? */
+/**
+ * Secure AVIC: something the CPU would deliver at or after the next VMRUN — RequestedIRR,
+ * a backing-page IRR vector above the backing page's PPR, or an NMI request.
+ */
+function savicHasPending(s: NonNullable<VcpuSnapshot['savic']>): boolean {
+  if (s.requestedIrr.some((w) => w !== 0) || s.nmiRequest !== 0 || s.vNmiPending !== 0) return true;
+  const irr = bitmapVectors(s.irr);
+  const top = irr.length ? irr[irr.length - 1]! : -1;
+  const isr = bitmapVectors(s.isr);
+  const ppr = computePpr(s.tpr, isr.length ? isr[isr.length - 1]! : -1);
+  return top >= 0 && (top & 0xf0) > (ppr & 0xf0);
+}
+
+/** Does the vCPU hold an interrupt the guest could take (PIR, vIRR above PPR, Secure AVIC backing page)? */
 export function hasPendingInterrupt(s: VcpuSnapshot): boolean {
   if (s.pir.some((w) => w !== 0)) return true;
+  if (s.savic && savicHasPending(s.savic)) return true;
   const irr = bitmapVectors(s.irr);
   const top = irr.length ? irr[irr.length - 1]! : -1;
   return top >= 0 && (top & 0xf0) > (s.ppr & 0xf0);
@@ -42,7 +62,16 @@ export function hasPendingInterrupt(s: VcpuSnapshot): boolean {
  * LAPIC timer armed. (The state in which sent = delivered + coalesced must hold.)
  */
 export function isQuiescent(snap: MachineSnapshot): boolean {
-  return snap.vcpus.every((s) => isSleeping(s) && !s.on && s.timerDeadline === 0 && s.pir.every((w) => w === 0) && s.irr.every((w) => w === 0) && s.isr.every((w) => w === 0));
+  return snap.vcpus.every(
+    (s) =>
+      isSleeping(s) &&
+      !s.on &&
+      s.timerDeadline === 0 &&
+      s.pir.every((w) => w === 0) &&
+      s.irr.every((w) => w === 0) &&
+      s.isr.every((w) => w === 0) &&
+      (!s.savic || !savicHasPending(s.savic)),
+  );
 }
 
 /**
@@ -53,7 +82,7 @@ export function noSleepingWithPending(snap: MachineSnapshot): Violation[] {
   const out: Violation[] = [];
   for (const s of snap.vcpus) {
     if (isSleeping(s) && hasPendingInterrupt(s)) {
-      const vecs = [...bitmapVectors(s.pir), ...bitmapVectors(s.irr)];
+      const vecs = [...bitmapVectors(s.pir), ...bitmapVectors(s.irr), ...(s.savic ? [...bitmapVectors(s.savic.requestedIrr), ...bitmapVectors(s.savic.irr)] : [])];
       out.push({
         invariant: 'noSleepingWithPending',
         vcpu: s.vcpu,

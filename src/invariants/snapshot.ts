@@ -2,7 +2,7 @@
  * Snapshots of machine state for the invariant checkers: plain data, taken by the main thread
  * through its access layer without race points (bookkeeping reads).
  */
-import { PCPU, PID, VCPU, VM, type Layout } from '../mem/layout.js';
+import { PCPU, PID, SAVIC_NMI_REQUEST, VCPU, VM, VMCB, type Layout } from '../mem/layout.js';
 import { APIC_IRR, APIC_ISR, APIC_PROCPRI, APIC_TASKPRI } from '../mem/apicdef.js';
 import type { Access } from '../mem/access.js';
 
@@ -34,6 +34,29 @@ export interface VcpuSnapshot {
   avicEntry: number;
   /** pCPU the vCPU is loaded on right now (per-CPU current vCPU), -1 if none. */
   loadedOn: number;
+  /** Secure AVIC state (machines with the savic layout only). */
+  savic?: SavicSnapshot;
+}
+
+/**
+ * A Secure AVIC vCPU: the guest-owned backing page (what the CPU delivers from; KVM cannot read
+ * it — the snapshot can) and the VMCB/VMSA and KVM fields around it.
+ */
+export interface SavicSnapshot {
+  /** Backing-page IRR / ISR words 0..7. */
+  irr: number[];
+  isr: number[];
+  /** Backing-page TPR. */
+  tpr: number;
+  /** VMCB RequestedIRR words 0..7 and UpdateIRR. */
+  requestedIrr: number[];
+  updateIrr: number;
+  /** sev_savic_has_pending_ipi. */
+  hasPendingIpi: number;
+  /** NMI_REQUEST (bit 0) in the backing page. */
+  nmiRequest: number;
+  /** VMSA V_NMI_PENDING. */
+  vNmiPending: number;
 }
 
 /** One pCPU's state. */
@@ -61,6 +84,19 @@ function words(acc: Access, f: (i: number) => number): number[] {
   const out: number[] = [];
   for (let i = 0; i < 8; i++) out.push(acc.peek(f(i) as never) >>> 0);
   return out;
+}
+
+function savicSnapshot(acc: Access, L: Layout, v: number): SavicSnapshot {
+  return {
+    irr: words(acc, (i) => L.savicBacking(v, APIC_IRR + 0x10 * i)),
+    isr: words(acc, (i) => L.savicBacking(v, APIC_ISR + 0x10 * i)),
+    tpr: acc.peek(L.savicBacking(v, APIC_TASKPRI)),
+    requestedIrr: words(acc, (i) => L.vmcb(v, VMCB.REQUESTED_IRR, i)),
+    updateIrr: acc.peek(L.vmcb(v, VMCB.UPDATE_IRR)),
+    hasPendingIpi: acc.peek(L.vmcb(v, VMCB.HAS_PENDING_IPI)),
+    nmiRequest: acc.peek(L.savicBacking(v, SAVIC_NMI_REQUEST)) & 1,
+    vNmiPending: acc.peek(L.vmcb(v, VMCB.V_NMI_PENDING)),
+  };
 }
 
 /** Read a consistent-enough snapshot (each word read once; actors may still run). */
@@ -93,6 +129,7 @@ export function snapshotMachine(acc: Access): MachineSnapshot {
       timerDeadline: acc.peek(L.vcpu(v, VCPU.TIMER_DEADLINE)),
       avicEntry: acc.peek(L.avicPhysId(v)),
       loadedOn: L.config.pcpus > 0 ? loadedOn(acc, L, v) : -1,
+      ...(L.config.savic ? { savic: savicSnapshot(acc, L, v) } : {}),
     });
   }
   const pcpus: PcpuSnapshot[] = [];

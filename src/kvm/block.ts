@@ -6,20 +6,21 @@
  * wake-up for the kernel's loop, which re-checks and sleeps again).
  */
 import { VCPU, type VcpuId } from '../mem/layout.js';
-import { kvmCheckRequest, KVM_REQ_UNBLOCK } from './requests.js';
+import { kvmCheckRequest, kvmTestRequest, KVM_REQ_NMI, KVM_REQ_UNBLOCK } from './requests.js';
 import { kvmInjectPendingTimerIrqs } from './lapic-timer.js';
 import { TASK_INTERRUPTIBLE, TASK_RUNNING } from './kick.js';
 import { EV } from '../trace/events.js';
 import type { KvmCtx } from './x86-ops.js';
 
 /**
- * kvm_arch_vcpu_runnable() for a halted vCPU: an interrupt the guest can take, or an unblock
- * request.
+ * kvm_arch_vcpu_runnable() for a halted vCPU: a pending NMI request (kvm_vcpu_has_events), an
+ * interrupt the guest can take, or an unblock request.
  * @kvm virt/kvm/kvm_main.c kvm_vcpu_check_block
  */
 export function kvmVcpuCheckBlock(ctx: KvmCtx, v: VcpuId): boolean {
   // kvm_cpu_has_pending_timer(): an expired LAPIC timer makes the vCPU runnable.
   kvmInjectPendingTimerIrqs(ctx, v);
+  if (kvmTestRequest(ctx.acc, v, KVM_REQ_NMI)) return true;
   if (ctx.ops.apicHasInterrupt(ctx, v)) return true;
   if (kvmCheckRequest(ctx.acc, v, KVM_REQ_UNBLOCK)) return true;
   return false;

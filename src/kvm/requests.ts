@@ -43,6 +43,14 @@ export function kvmCheckRequest(acc: Access, v: VcpuId, req: number): boolean {
 }
 
 /**
+ * Is a request bit set (without clearing it)?
+ * @kvm include/linux/kvm_host.h kvm_test_request
+ */
+export function kvmTestRequest(acc: Access, v: VcpuId, req: number): boolean {
+  return (acc.readOnce(acc.layout.vcpu(v, VCPU.REQUESTS), 'kvm:request-test') & (1 << req)) !== 0;
+}
+
+/**
  * Any request pending?
  * @kvm include/linux/kvm_host.h kvm_request_pending
  */

@@ -33,6 +33,8 @@ export const ExitReason = {
   PREEMPTION_TIMER: 52,
   /** SVM_EXIT_AVIC_INCOMPLETE_IPI (0x401). */
   AVIC_INCOMPLETE_IPI: 0x401,
+  /** SVM_EXIT_VMGEXIT (0x403): an SEV-ES/SNP guest's GHCB request (here: MSR_PROT WRMSR). */
+  VMGEXIT: 0x403,
 } as const;
 /** A VM-exit reason number. */
 export type ExitReason = (typeof ExitReason)[keyof typeof ExitReason];
@@ -47,6 +49,8 @@ export type GuestAction =
 export interface GuestProgram {
   /** The CPU delivered `vector` to the guest; the guest runs its handler (and then EOIs). */
   onInterrupt(vector: number): void;
+  /** The CPU delivered an NMI to the guest (the guest's handler runs, then IRET). */
+  onNmi?(): void;
   /** The guest's next instruction of interest. */
   step(): GuestAction;
 }
@@ -56,7 +60,7 @@ export interface GuestExit {
   reason: ExitReason;
   /** AVIC_INCOMPLETE_IPI: destinations whose IsRunning was clear. */
   incompleteIpiTargets?: VcpuId[];
-  /** For MSR_WRITE: the MSR and value. */
+  /** For MSR_WRITE and VMGEXIT (MSR_PROT): the MSR and value. */
   msr?: number;
   lo?: number;
   hi?: number;
@@ -76,6 +80,8 @@ export interface KvmX86Ops {
   apicHasInterrupt(ctx: KvmCtx, v: VcpuId): boolean;
   /** Non-APICv software injection at entry (KVM_REQ_EVENT). @kvm kvm_x86_ops.inject_irq */
   injectPending(ctx: KvmCtx, v: VcpuId): void;
+  /** Inject a pending NMI at entry (KVM_REQ_NMI -> process_nmi). @kvm kvm_x86_ops.inject_nmi */
+  injectNmi?(ctx: KvmCtx, v: VcpuId): void;
   /** sched-in on `cpu`. @kvm kvm_x86_ops.vcpu_load */
   vcpuLoad(ctx: KvmCtx, v: VcpuId, cpu: PcpuId): void;
   /** sched-out. @kvm kvm_x86_ops.vcpu_put */

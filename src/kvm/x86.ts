@@ -16,7 +16,7 @@ import { PCPU, VCPU, type VcpuId } from '../mem/layout.js';
 import { doorbellTake } from '../sync/doorbell.js';
 import { apicEnabled } from '../apic/index.js';
 import { EXITING_GUEST_MODE, IN_GUEST_MODE, OUTSIDE_GUEST_MODE } from './modes.js';
-import { kvmCheckRequest, kvmRequestPending, KVM_REQ_APICV_UPDATE, KVM_REQ_EVENT, KVM_REQ_VM_DEAD } from './requests.js';
+import { kvmCheckRequest, kvmRequestPending, KVM_REQ_APICV_UPDATE, KVM_REQ_EVENT, KVM_REQ_NMI, KVM_REQ_VM_DEAD } from './requests.js';
 import { vmDeadError } from './vm-bug.js';
 import { kvmVcpuUpdateApicv } from './apicv.js';
 import { FIRST_SYSTEM_VECTOR_WORD } from './kick.js';
@@ -63,6 +63,11 @@ export function vcpuEnterGuest(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxS
   if (kvmRequestPending(acc, v)) {
     if (kvmCheckRequest(acc, v, KVM_REQ_VM_DEAD)) throw vmDeadError(ctx, v);
     if (kvmCheckRequest(acc, v, KVM_REQ_APICV_UPDATE)) kvmVcpuUpdateApicv(ctx, v);
+    // process_nmi + inject: vendors without an NMI model count the NMI and drop it.
+    if (kvmCheckRequest(acc, v, KVM_REQ_NMI)) {
+      if (ops.injectNmi) ops.injectNmi(ctx, v);
+      else ctx.stats.count('nmisDropped');
+    }
     if (kvmCheckRequest(acc, v, KVM_REQ_EVENT)) ops.injectPending(ctx, v);
   }
   // 3. + 4.

@@ -22,7 +22,7 @@
  * | ring         | actor  | 64+16R| 64    | event ring: head line, tail line, R records of 4 words |
  * | scratch      | 1      | 4S    | 64    | words for tests, examples and user scenarios           |
  * | savic-backing| vCPU*  | 4096  | 4096  | Secure AVIC guest-owned backing page (IRR, ISR, ALLOWED_IRR, NMI_REQUEST) |
- * | vmcb         | vCPU*  | 64    | 64    | Secure AVIC VMCB fields: UpdateIRR, RequestedIRR[8]     |
+ * | vmcb         | vCPU*  | 64    | 64    | Secure AVIC: UpdateIRR, RequestedIRR[8], vNMI, has_pending_ipi |
  * (* only with the `savic` option)
  */
 import { APIC_PAGE_BYTES, APIC_VECTOR_STRIDE_BYTES } from './apicdef.js';
@@ -192,6 +192,15 @@ export const VMCB = {
   UPDATE_IRR: 0,
   /** RequestedIRR[0..7]: vectors KVM asks VMRUN to inject (filtered by ALLOWED_IRR). */
   REQUESTED_IRR: 1,
+  /** VMSA vintr_ctrl V_NMI_PENDING (vNMI): set by KVM's inject_nmi, taken by the CPU. */
+  V_NMI_PENDING: 9,
+  /** VMSA vintr_ctrl V_NMI_BLOCKING: the guest is inside its NMI handler (until IRET). */
+  V_NMI_BLOCKING: 10,
+  /**
+   * vcpu_svm's sev_savic_has_pending_ipi (RFC v2; software state, kept on this line): set by
+   * the sender's KVM on an MSR_PROT ICR write, cleared just before VMRUN.
+   */
+  HAS_PENDING_IPI: 11,
 } as const;
 
 /**
@@ -453,7 +462,7 @@ const FIELD_NAMES: Record<string, Record<number, string>> = {
   vm: Object.fromEntries(Object.entries(VM).map(([k, v]) => [v * LINE_WORDS, k])),
   'pi-desc': { 0: 'PIR0', 1: 'PIR1', 2: 'PIR2', 3: 'PIR3', 4: 'PIR4', 5: 'PIR5', 6: 'PIR6', 7: 'PIR7', 8: 'CONTROL', 9: 'NDST' },
   vcpu: Object.fromEntries(Object.entries(VCPU).map(([k, v]) => [v, k])),
-  vmcb: { 0: 'UPDATE_IRR', 1: 'REQUESTED_IRR0', 2: 'REQUESTED_IRR1', 3: 'REQUESTED_IRR2', 4: 'REQUESTED_IRR3', 5: 'REQUESTED_IRR4', 6: 'REQUESTED_IRR5', 7: 'REQUESTED_IRR6', 8: 'REQUESTED_IRR7' },
+  vmcb: { 0: 'UPDATE_IRR', 1: 'REQUESTED_IRR0', 2: 'REQUESTED_IRR1', 3: 'REQUESTED_IRR2', 4: 'REQUESTED_IRR3', 5: 'REQUESTED_IRR4', 6: 'REQUESTED_IRR5', 7: 'REQUESTED_IRR6', 8: 'REQUESTED_IRR7', 9: 'V_NMI_PENDING', 10: 'V_NMI_BLOCKING', 11: 'HAS_PENDING_IPI' },
   pcpu: Object.fromEntries(Object.entries(PCPU).map(([k, v]) => [v, k])),
   actor: Object.fromEntries(Object.entries(ACTOR).map(([k, v]) => [v, k])),
 };

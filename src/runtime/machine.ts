@@ -215,7 +215,7 @@ export class Machine {
     progress: Subject<RunProgress>,
   ): Promise<RunResult> {
     const cfg = this.config;
-    const layoutCfg = { vcpus: cfg.vcpus, pcpus: cfg.pcpus, ringRecords: cfg.ringRecords };
+    const layoutCfg = { vcpus: cfg.vcpus, pcpus: cfg.pcpus, ringRecords: cfg.ringRecords, savic: cfg.vendor === 'savic' };
     const mem = createMachineMemory(layoutCfg);
     const L = mem.layout;
     const main = new Access(mem, { actor: L.mainActor, name: 'main', deadlineMs: o.deadlineMs });

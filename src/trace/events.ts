@@ -24,6 +24,14 @@ export const EV = {
   KICK: 15,
   HW_PI: 16,
   IRR_SET: 17,
+  /** Secure AVIC: KVM moved its IRR into RequestedIRR (b = UpdateIRR set). */
+  SAVIC_REQUESTED_IRR: 18,
+  /** Secure AVIC: VMRUN merged RequestedIRR into the backing page (b = vectors merged). */
+  SAVIC_VMRUN: 19,
+  /** Secure AVIC: KVM set has_pending_ipi for an MSR_PROT ICR write (b = 1 doorbell, 0 kick). */
+  SAVIC_PENDING_IPI: 20,
+  /** An NMI taken by the guest (b = 1 vNMI from KVM, 2 NMI_REQUEST from a guest IPI). */
+  NMI: 21,
 } as const;
 
 /** Event names by kind, as users see them. */
@@ -45,6 +53,10 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV.KICK]: 'vcpu:kick',
   [EV.HW_PI]: 'pi:hw-process',
   [EV.IRR_SET]: 'apic:irr-set',
+  [EV.SAVIC_REQUESTED_IRR]: 'savic:requested-irr',
+  [EV.SAVIC_VMRUN]: 'savic:vmrun-merge',
+  [EV.SAVIC_PENDING_IPI]: 'savic:pending-ipi',
+  [EV.NMI]: 'guest:nmi',
 };
 
 /** Meaning of the a/b fields per kind, for readers of traces. */
@@ -66,6 +78,10 @@ export const EVENT_FIELDS: Readonly<Record<number, readonly [string, string]>> =
   [EV.KICK]: ['vcpu', 'ipiSent'],
   [EV.HW_PI]: ['vcpu', 'maxIrr'],
   [EV.IRR_SET]: ['vcpu', 'vector'],
+  [EV.SAVIC_REQUESTED_IRR]: ['vcpu', 'updateIrr'],
+  [EV.SAVIC_VMRUN]: ['vcpu', 'merged'],
+  [EV.SAVIC_PENDING_IPI]: ['vcpu', 'doorbell'],
+  [EV.NMI]: ['vcpu', 'source'],
 };
 
 /** A decoded event. `t` is microseconds since the machine's epoch. */

@@ -7,9 +7,10 @@ import { badParam } from '../errors.js';
 import { vmxVcpuCreate, vmxX86Ops } from './vmx/index.js';
 import { tdxVcpuCreate, tdxX86Ops } from './tdx/index.js';
 import { svmVcpuCreate, svmX86Ops } from './svm/index.js';
+import { savicVcpuCreate, savicX86Ops } from './savic/index.js';
 
 /** Vendors a machine can be built with. */
-export const VENDORS = ['vmx', 'svm', 'tdx'] as const;
+export const VENDORS = ['vmx', 'svm', 'tdx', 'savic'] as const;
 /** A vendor name. */
 export type Vendor = (typeof VENDORS)[number];
 
@@ -24,6 +25,7 @@ const modules: Record<Vendor, VendorModule> = {
   vmx: { ops: vmxX86Ops, vcpuCreate: vmxVcpuCreate },
   svm: { ops: svmX86Ops, vcpuCreate: (acc, v) => svmVcpuCreate(acc, v) },
   tdx: { ops: tdxX86Ops, vcpuCreate: tdxVcpuCreate },
+  savic: { ops: savicX86Ops, vcpuCreate: (acc, v) => savicVcpuCreate(acc, v) },
 };
 
 /** Check a vendor name (EMU_ERR_BAD_PARAM naming `vendor` otherwise). @emulator */

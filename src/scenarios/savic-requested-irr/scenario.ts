@@ -13,9 +13,9 @@
  *           (never touches RequestedIRR)            RequestedIRR |= KVM IRR; clear those KVM IRR
  *                                                   bits (atomically); UpdateIRR = 1
  */
+import { savicSetRequestedIrr, savicVmrun } from '../../vendor/savic/sev.js';
 import { APIC_IRR } from '../../mem/apicdef.js';
 import { SAVIC_ALLOWED_IRR, VMCB, planScratch, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
-import type { Access } from '../../mem/access.js';
 import { kvmLapicSetIrr } from '../../apic/index.js';
 import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
 import { savicNoDisallowedDelivered, savicNoLostAllowedVector, savicRequestedIrrSingleWriter, type SavicRound } from '../../invariants/savic.js';
@@ -41,47 +41,6 @@ function sources(p: ScenarioParams): number {
 function plan(p: ScenarioParams) {
   const n = sources(p);
   return planScratch({ srcDone: 1, foreign: n * 16, sent: n * 256, delivered: 256 });
-}
-
-/**
- * Move KVM's pending IRR into RequestedIRR on the CPU about to VMRUN the vCPU: OR each word
- * into RequestedIRR, clear exactly those bits from KVM's IRR with an atomic AND (concurrent
- * deliveries are kept), set UpdateIRR.
- * @kvm arch/x86/kvm/svm/sev.c sev_savic_set_requested_irr (RFC v2)
- */
-export function savicSetRequestedIrr(acc: Access, v: VcpuId): void {
-  const L = acc.layout;
-  let any = false;
-  for (let i = 0; i < 8; i++) {
-    const kvmIrr = L.apicBitmapWord(v, APIC_IRR, i);
-    const val = acc.readOnce(kvmIrr, 'savic:kvm-irr-read');
-    if (val === 0) continue;
-    const r = L.vmcb(v, VMCB.REQUESTED_IRR, i);
-    acc.writeOnce(r, acc.readOnce(r, 'savic:requested-irr-read') | val, 'savic:requested-irr-write');
-    acc.atomicAnd(kvmIrr, ~val, 'savic:kvm-irr-clear');
-    any = true;
-  }
-  if (any) acc.writeOnce(L.vmcb(v, VMCB.UPDATE_IRR), 1, 'savic:update-irr-write');
-}
-
-/**
- * What VMRUN does with UpdateIRR set: merge RequestedIRR, filtered by the guest's ALLOWED_IRR,
- * into the backing page's IRR, then clear RequestedIRR and UpdateIRR — a read followed by a
- * separate clear, not an atomic exchange.
- * @apm AMD64 APM vol. 2, Secure AVIC: VMRUN processing of UpdateIRR / RequestedIRR
- */
-export function savicVmrun(acc: Access, v: VcpuId): void {
-  const L = acc.layout;
-  if (acc.readOnce(L.vmcb(v, VMCB.UPDATE_IRR), 'savic:vmrun-update-irr-read') === 0) return;
-  for (let i = 0; i < 8; i++) {
-    const req = acc.readOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 'savic:vmrun-read');
-    if (req === 0) continue;
-    const allowed = acc.readOnce(L.savicBacking(v, SAVIC_ALLOWED_IRR + 0x10 * i), 'savic:vmrun-allowed-read');
-    const irr = L.savicBacking(v, APIC_IRR + 0x10 * i);
-    acc.writeOnce(irr, acc.readOnce(irr, 'savic:vmrun-irr-read') | (req & allowed), 'savic:vmrun-irr-write');
-  }
-  for (let i = 0; i < 8; i++) acc.writeOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 0, 'savic:vmrun-clear');
-  acc.writeOnce(L.vmcb(v, VMCB.UPDATE_IRR), 0, 'savic:vmrun-clear-update-irr');
 }
 
 /** The guest takes every vector in its backing-page IRR (handler + accelerated EOI). */

@@ -1,0 +1,190 @@
+/**
+ * KVM's side of AMD Secure AVIC (RFC v2, Sep 2025, arch/x86/kvm/svm/sev.c; domain notes 7).
+ *
+ * The guest owns its APIC backing page: KVM cannot read IRR/ISR/TPR/PPR. KVM's software vAPIC
+ * is only a staging area for what KVM itself injects (device/IOAPIC interrupts, the LAPIC timer):
+ *
+ *   any thread                         vCPU thread, vcpu_enter_guest            VMRUN (CPU)
+ *   KVM IRR |= v; KVM_REQ_EVENT; kick  inject_irq = set_requested_irr:          UpdateIRR?
+ *                                        RequestedIRR |= KVM IRR;                 IRR |= Req & ALLOWED_IRR
+ *                                        KVM IRR &= ~moved (atomic);              Req = 0; UpdateIRR = 0
+ *                                        UpdateIRR = 1                           (not atomic vs. software)
+ *
+ * Guest IPIs (domain SA-2): the sender's #VC handler sets the IRR bit (or NMI_REQUEST) in the
+ * target's backing page, then an MSR_PROT VMGEXIT reaches KVM, which for each destination does
+ *   has_pending_ipi = true; smp_mb(); mode = load-acquire; IN_GUEST ? doorbell : kvm_vcpu_kick
+ * pairing with the target's  mode = OUTSIDE; ...; smp_mb(); has_pending_ipi?  in
+ * protected_apic_has_interrupt, and pre_sev_run clears the flag just before VMRUN.
+ */
+import { VCPU, VMCB, SAVIC_ALLOWED_IRR, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
+import { APIC_IRR } from '../../mem/apicdef.js';
+import type { Access } from '../../mem/access.js';
+import { apicDestinations, apicFindHighestIrr, decodeIcr } from '../../apic/index.js';
+import { IN_GUEST_MODE } from '../../kvm/modes.js';
+import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
+import { kvmVcpuKick } from '../../kvm/kick.js';
+import { EV } from '../../trace/events.js';
+import type { KvmCtx } from '../../kvm/x86-ops.js';
+import { avicRingDoorbell } from '../svm/avic.js';
+
+/** What happened to a vector on its way through RequestedIRR (for accounting and events). */
+export type SavicVectorFate = 'coalesced' | 'filtered';
+
+/**
+ * Move KVM's pending IRR into RequestedIRR on the CPU about to VMRUN the vCPU: OR each word
+ * into RequestedIRR, clear exactly those bits from KVM's IRR with an atomic AND (concurrent
+ * deliveries are kept), set UpdateIRR. A vector already waiting in RequestedIRR coalesces.
+ * Returns whether anything was moved.
+ * @kvm arch/x86/kvm/svm/sev.c sev_savic_set_requested_irr (RFC v2)
+ */
+export function savicSetRequestedIrr(acc: Access, v: VcpuId, fate?: (f: SavicVectorFate, vector: number) => void): boolean {
+  const L = acc.layout;
+  let any = false;
+  for (let i = 0; i < 8; i++) {
+    const kvmIrr = L.apicBitmapWord(v, APIC_IRR, i);
+    const val = acc.readOnce(kvmIrr, 'savic:kvm-irr-read');
+    if (val === 0) continue;
+    const r = L.vmcb(v, VMCB.REQUESTED_IRR, i);
+    const old = acc.readOnce(r, 'savic:requested-irr-read');
+    acc.writeOnce(r, old | val, 'savic:requested-irr-write');
+    acc.atomicAnd(kvmIrr, ~val, 'savic:kvm-irr-clear');
+    if (fate) forEachBit(old & val, i, (vec) => fate('coalesced', vec));
+    any = true;
+  }
+  if (any) acc.writeOnce(L.vmcb(v, VMCB.UPDATE_IRR), 1, 'savic:update-irr-write');
+  return any;
+}
+
+/**
+ * What VMRUN does with UpdateIRR set: merge RequestedIRR, filtered by the guest's ALLOWED_IRR,
+ * into the backing page's IRR, then clear RequestedIRR and UpdateIRR — a read followed by a
+ * separate clear, not an atomic exchange (why only the running CPU may write them). A vector
+ * already pending in the backing page coalesces; one the guest does not allow is dropped.
+ * Returns the number of vectors merged.
+ * @apm AMD64 APM vol. 2, Secure AVIC: VMRUN processing of UpdateIRR / RequestedIRR
+ */
+export function savicVmrun(acc: Access, v: VcpuId, fate?: (f: SavicVectorFate, vector: number) => void): number {
+  const L = acc.layout;
+  if (acc.readOnce(L.vmcb(v, VMCB.UPDATE_IRR), 'savic:vmrun-update-irr-read') === 0) return 0;
+  let merged = 0;
+  for (let i = 0; i < 8; i++) {
+    const req = acc.readOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 'savic:vmrun-read');
+    if (req === 0) continue;
+    const allowed = acc.readOnce(L.savicBacking(v, SAVIC_ALLOWED_IRR + 0x10 * i), 'savic:vmrun-allowed-read');
+    const irr = L.savicBacking(v, APIC_IRR + 0x10 * i);
+    const old = acc.readOnce(irr, 'savic:vmrun-irr-read');
+    acc.writeOnce(irr, old | (req & allowed), 'savic:vmrun-irr-write');
+    merged += popcount(req & allowed & ~old);
+    if (fate) {
+      forEachBit(req & allowed & old, i, (vec) => fate('coalesced', vec));
+      forEachBit(req & ~allowed, i, (vec) => fate('filtered', vec));
+    }
+  }
+  for (let i = 0; i < 8; i++) acc.writeOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 0, 'savic:vmrun-clear');
+  acc.writeOnce(L.vmcb(v, VMCB.UPDATE_IRR), 0, 'savic:vmrun-clear-update-irr');
+  return merged;
+}
+
+function forEachBit(bits: number, word: number, f: (vector: number) => void): void {
+  for (let b = bits >>> 0; b !== 0; ) {
+    const bit = 31 - Math.clz32(b);
+    b &= ~(1 << bit);
+    f(word * 32 + bit);
+  }
+}
+
+function popcount(x: number): number {
+  let n = 0;
+  for (let b = x >>> 0; b !== 0; b &= b - 1) n++;
+  return n;
+}
+
+/** Accounting callback for {@link savicSetRequestedIrr} / {@link savicVmrun}. @emulator */
+export function savicFateCounter(ctx: KvmCtx, v: VcpuId): (f: SavicVectorFate, vector: number) => void {
+  return (f, vector) => {
+    if (f === 'coalesced') {
+      ctx.stats.countCoalesced(v, vector);
+      ctx.trace.emit(EV.COALESCED, v, vector, 3);
+    } else {
+      ctx.stats.count('savicFiltered');
+    }
+  };
+}
+
+/**
+ * KVM-originated fixed interrupt (device, IOAPIC, LAPIC timer): KVM's IRR, KVM_REQ_EVENT, kick;
+ * the target's own vcpu_enter_guest moves it into RequestedIRR.
+ * @kvm arch/x86/kvm/svm/sev.c sev_savic_deliver_interrupt (RFC v2: kvm_lapic_set_irr + REQ_EVENT + kick)
+ */
+export function savicDeliverInterrupt(ctx: KvmCtx, target: VcpuId, vector: number): void {
+  const { acc, L } = ctx;
+  if (acc.testAndSetBit(L.apicBitmapWord(target, APIC_IRR, vecWord(vector)), vecPos(vector), 'savic:kvm-irr-set')) {
+    ctx.stats.countCoalesced(target, vector);
+    ctx.trace.emit(EV.COALESCED, target, vector, 2);
+  } else {
+    ctx.trace.emit(EV.IRR_SET, target, vector);
+  }
+  kvmMakeRequest(acc, target, KVM_REQ_EVENT);
+  kvmVcpuKick(ctx, target);
+}
+
+/**
+ * inject_irq for Secure AVIC: move KVM's IRR into RequestedIRR (runs on the vCPU's own thread,
+ * right before VMRUN).
+ * @kvm arch/x86/kvm/svm/sev.c sev_savic_set_requested_irr (via kvm_x86_ops.inject_irq)
+ */
+export function savicInjectIrq(ctx: KvmCtx, v: VcpuId): void {
+  if (savicSetRequestedIrr(ctx.acc, v, savicFateCounter(ctx, v))) ctx.trace.emit(EV.SAVIC_REQUESTED_IRR, v, 1);
+}
+
+/**
+ * vNMI injection: set V_NMI_PENDING in the VMSA's vintr_ctrl (no EVENTINJ). With one already
+ * pending the new NMI collapses into it (counted as `nmisCoalesced`).
+ * @kvm arch/x86/kvm/svm/svm.c svm_inject_nmi (vNMI: svm_set_vnmi_pending)
+ */
+export function savicInjectNmi(ctx: KvmCtx, v: VcpuId): void {
+  const { acc, L } = ctx;
+  ctx.stats.count('nmisSent');
+  if (acc.xchg(L.vmcb(v, VMCB.V_NMI_PENDING), 1, 'savic:vnmi-pending-set') !== 0) ctx.stats.count('nmisCoalesced');
+}
+
+/**
+ * pre_sev_run: clear has_pending_ipi just before VMRUN (the only place it is cleared, SA-4).
+ * @kvm arch/x86/kvm/svm/sev.c pre_sev_run (RFC v2)
+ */
+export function savicPreSevRun(ctx: KvmCtx, v: VcpuId): void {
+  ctx.acc.writeOnce(ctx.L.vmcb(v, VMCB.HAS_PENDING_IPI), 0, 'savic:pending-ipi-clear');
+}
+
+/**
+ * Does the halted vCPU have something to run for? KVM cannot read the guest's IRR, so: a guest
+ * IPI announced since the last VMRUN (has_pending_ipi, after a full barrier that pairs with the
+ * sender's), or something in KVM's own IRR still to be requested.
+ * @kvm arch/x86/kvm/svm/sev.c sev_savic_has_pending_interrupt (protected_apic_has_interrupt)
+ */
+export function savicProtectedApicHasInterrupt(ctx: KvmCtx, v: VcpuId): boolean {
+  const { acc, L } = ctx;
+  acc.smpMb('savic:has-interrupt-mb');
+  if (acc.readOnce(L.vmcb(v, VMCB.HAS_PENDING_IPI), 'savic:pending-ipi-read') !== 0) return true;
+  return apicFindHighestIrr(acc, v) >= 0;
+}
+
+/**
+ * The MSR_PROT VMGEXIT that follows a guest's #VC IPI handler (it already wrote every target's
+ * backing page): for each destination, has_pending_ipi = true, a full barrier, then the target's
+ * mode: in guest mode → AVIC doorbell to its pCPU; otherwise kvm_vcpu_kick (wakes a sleeper).
+ * @kvm arch/x86/kvm/svm/sev.c savic_handle_icr_write (RFC v2)
+ */
+export function savicHandleIcrWrite(ctx: KvmCtx, source: VcpuId, lo: number, hi: number): void {
+  const { acc, L } = ctx;
+  const icr = decodeIcr(lo, hi, true);
+  for (const t of apicDestinations(acc, source, icr, ctx.nrVcpus, true)) {
+    if (t === source) continue;
+    acc.writeOnce(L.vmcb(t, VMCB.HAS_PENDING_IPI), 1, 'savic:pending-ipi-set');
+    acc.smpMb('savic:pending-ipi-mb');
+    const inGuest = acc.loadAcquire(L.vcpu(t, VCPU.MODE), 'savic:mode-read') === IN_GUEST_MODE;
+    ctx.trace.emit(EV.SAVIC_PENDING_IPI, t, inGuest ? 1 : 0);
+    if (inGuest) avicRingDoorbell(ctx, acc.readOnce(L.vcpu(t, VCPU.CPU), 'savic:cpu-read'));
+    else kvmVcpuKick(ctx, t);
+  }
+}
