@@ -4,9 +4,11 @@
  * - every fixed variant: rounds per second and violations over a fixed time budget;
  * - `--long`: every fixed variant for 10^6 rounds or 10 minutes, whichever comes first.
  * Prints a table, writes bench/results/races.json and the "races" section of bench/README.md.
- * Options: --quick (3 seeds, short budgets; writes races-quick.json, leaves README alone).
+ * Options: --quick (3 seeds, short budgets; writes races-quick.json, leaves README alone);
+ * --only id[,id...] (measure only these scenarios; the rows of every other scenario are carried
+ * over from the existing bench/results/races.json, each keeping the date it was measured on).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import Table from 'cli-table3';
@@ -24,6 +26,8 @@ interface BuggyRow {
   medianMs: number | null;
   p90Ms: number | null;
   invariants: string[];
+  /** When the row was measured (ISO date). */
+  measured?: string;
 }
 interface FixedRow {
   scenario: string;
@@ -33,6 +37,29 @@ interface FixedRow {
   roundsPerSec: number;
   violations: number;
   failure: string | null;
+  /** When the row was measured (ISO date). */
+  measured?: string;
+}
+
+interface RacesDoc {
+  buggy: BuggyRow[];
+  fixed: FixedRow[];
+  long: FixedRow[];
+  machine: { date: string };
+}
+
+/** The scenario ids of `--only a,b` (validated against the catalogue), or null. */
+function onlyIds(argv: string[]): Set<string> | null {
+  const i = argv.indexOf('--only');
+  if (i < 0) return null;
+  const ids = (argv[i + 1] ?? '').split(',').filter(Boolean);
+  const known = new Set(SCENARIOS.map((d) => d.id));
+  const bad = ids.filter((id) => !known.has(id));
+  if (ids.length === 0 || bad.length) {
+    process.stderr.write(`races.bench: --only needs scenario ids from: ${[...known].join(', ')}${bad.length ? ` (unknown: ${bad.join(', ')})` : ''}\n`);
+    process.exit(2);
+  }
+  return new Set(ids);
 }
 
 function p90(xs: number[]): number {
@@ -44,6 +71,7 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const quick = argv.includes('--quick');
   const long = argv.includes('--long');
+  const only = onlyIds(argv);
   const seeds = quick ? 3 : 10;
   const buggyBudgetS = quick ? 5 : 30;
   const fixedBudgetS = quick ? 1 : 5;
@@ -53,6 +81,7 @@ async function main(): Promise<void> {
   const longRows: FixedRow[] = [];
   try {
     for (const def of SCENARIOS) {
+      if (only && !only.has(def.id)) continue;
       for (const v of def.variants) {
         if (v.buggy) {
           const times: number[] = [];
@@ -83,6 +112,20 @@ async function main(): Promise<void> {
   }
   const seconds = (performance.now() - started) / 1000;
   const machine = { node: process.version, cpus: os.cpus().length, date: new Date().toISOString(), seconds: +seconds.toFixed(1) };
+  for (const r of [...buggy, ...fixed, ...longRows]) r.measured = machine.date;
+  const benchDir = fileURLToPath(new URL('../../bench/', import.meta.url));
+  const prevFile = `${benchDir}results/races.json`;
+  if (only && !quick && existsSync(prevFile)) {
+    // Carry over the rows of the scenarios not measured now, in catalogue order.
+    const prev = JSON.parse(readFileSync(prevFile, 'utf8')) as RacesDoc;
+    const order = (id: string) => SCENARIOS.findIndex((d) => d.id === id);
+    const merge = <R extends { scenario: string; measured?: string }>(now: R[], old: R[]) =>
+      [...now, ...old.filter((r) => !only.has(r.scenario)).map((r) => ({ ...r, measured: r.measured ?? prev.machine.date }))].sort((a, b) => order(a.scenario) - order(b.scenario));
+    buggy.splice(0, buggy.length, ...merge(buggy, prev.buggy));
+    fixed.splice(0, fixed.length, ...merge(fixed, prev.fixed));
+    longRows.splice(0, longRows.length, ...merge(longRows, prev.long ?? []));
+  }
+  const day = (r: { measured?: string }) => (r.measured ?? machine.date).slice(0, 10);
   const tty = process.stdout.isTTY === true;
   const mk = (head: string[]) => new Table(tty ? { head } : { head, style: { head: [], border: [] } });
   const t1 = mk(['scenario', 'buggy variant', 'found', 'median ms to 1st violation', 'p90 ms', 'invariant']);
@@ -90,7 +133,6 @@ async function main(): Promise<void> {
   const t2 = mk(['scenario', 'fixed variant', 'rounds', 'seconds', 'rounds/s', 'violations']);
   for (const f of [...fixed, ...longRows]) t2.push([f.scenario, f.variant, f.iterations.toLocaleString('en-US'), f.seconds.toFixed(1), Math.round(f.roundsPerSec).toLocaleString('en-US'), String(f.violations) + (f.failure ? ` (${f.failure})` : '')]);
   process.stdout.write(`${t1.toString()}\n${t2.toString()}\n(${seconds.toFixed(0)} s)\n`);
-  const benchDir = fileURLToPath(new URL('../../bench/', import.meta.url));
   mkdirSync(`${benchDir}results`, { recursive: true });
   const doc = { machine, seeds, buggyBudgetS, fixedBudgetS, buggy, fixed, long: longRows };
   writeFileSync(`${benchDir}results/${quick ? 'races-quick' : 'races'}.json`, JSON.stringify(doc, null, 2) + '\n');
@@ -100,15 +142,16 @@ async function main(): Promise<void> {
       '',
       `Generated by bench/races.bench.ts on ${machine.date} (node ${machine.node}, ${machine.cpus} CPUs, ${machine.seconds} s). Every buggy variant runs ${seeds} seeds (1..${seeds}) with the scenario's window widening and a ${buggyBudgetS} s budget each; every fixed variant runs ${fixedBudgetS} s${longRows.length ? ', then 10^6 rounds or 10 minutes (`npm run bench:races -- --long`)' : ''}.`,
       '',
-      '| scenario | buggy variant | found | median ms to first violation | p90 ms | invariant |',
-      '|---|---|---|---|---|---|',
-      ...buggy.map((b) => `| ${b.scenario} | ${b.variant} | ${b.found}/${b.seeds} | ${b.medianMs?.toFixed(1) ?? '-'} | ${b.p90Ms?.toFixed(1) ?? '-'} | ${b.invariants.join(', ')} |`),
+      '| scenario | buggy variant | found | median ms to first violation | p90 ms | invariant | measured |',
+      '|---|---|---|---|---|---|---|',
+      ...buggy.map((b) => `| ${b.scenario} | ${b.variant} | ${b.found}/${b.seeds} | ${b.medianMs?.toFixed(1) ?? '-'} | ${b.p90Ms?.toFixed(1) ?? '-'} | ${b.invariants.join(', ')} | ${day(b)} |`),
       '',
-      '| scenario | fixed variant | rounds | seconds | rounds/s | violations |',
-      '|---|---|---|---|---|---|',
-      ...[...fixed, ...longRows].map((f) => `| ${f.scenario} | ${f.variant} | ${f.iterations.toLocaleString('en-US')} | ${f.seconds.toFixed(1)} | ${Math.round(f.roundsPerSec).toLocaleString('en-US')} | ${f.violations}${f.failure ? ` (${f.failure})` : ''} |`),
+      '| scenario | fixed variant | rounds | seconds | rounds/s | violations | measured |',
+      '|---|---|---|---|---|---|---|',
+      ...[...fixed, ...longRows].map((f) => `| ${f.scenario} | ${f.variant} | ${f.iterations.toLocaleString('en-US')} | ${f.seconds.toFixed(1)} | ${Math.round(f.roundsPerSec).toLocaleString('en-US')} | ${f.violations}${f.failure ? ` (${f.failure})` : ''} | ${day(f)} |`),
       '',
-      'Targets (issue 3): median time to first violation under 1 s for every buggy variant: ' +
+      ...(only ? [`This run measured ${[...only].join(', ')} (\`npm run bench:races -- --only ${[...only].join(',')}${long ? ' --long' : ''}\`); the other rows are carried over from earlier runs (column "measured").`, ''] : []),
+      'Targets (issues 3–5): median time to first violation under 1 s for every buggy variant: ' +
         (buggy.every((b) => b.medianMs !== null && b.medianMs < 1000 && b.found === b.seeds) ? 'PASS' : 'MISS') +
         '; zero violations for every fixed variant: ' +
         ([...fixed, ...longRows].every((f) => f.violations === 0 && !f.failure) ? 'PASS' : 'MISS') +
