@@ -14,6 +14,7 @@ export type EmuErrorCode =
   | 'EMU_ERR_ILLEGAL_VECTOR'
   | 'EMU_ERR_GP'
   | 'EMU_ERR_EINVAL'
+  | 'EMU_ERR_EBUSY'
   | 'EMU_ERR_VM_BUGGED'
   | 'EMU_ERR_INTERNAL';
 

@@ -16,6 +16,7 @@ import { TASK_INTERRUPTIBLE } from '../kvm/kick.js';
 import { timerRemainingUs } from '../kvm/lapic-timer.js';
 import type { GuestProgram, KvmCtx } from '../kvm/x86-ops.js';
 import { pcpuRunLock, pcpuRunUnlock, pcpuRunWaiters, yieldToEventLoop } from './sched.js';
+import { cpuActive, selectFallbackRq } from './hotplug.js';
 
 /** Tunables of the vCPU loop. */
 export interface VcpuLoopParams {
@@ -56,14 +57,30 @@ export class VcpuActor {
     return this.stopRequested || this.runState() === RunState.STOP || runAborted(this.ctx.acc);
   }
 
-  /** vcpu_load(): take the home pCPU and load the vCPU there. @kvm virt/kvm/kvm_main.c vcpu_load */
+  /** The pCPU the vCPU is loaded on (valid while loaded). */
+  private cpu = -1;
+
+  /**
+   * vcpu_load(): take a pCPU — the home pCPU while it is active, else a fallback (it went
+   * offline) — and load the vCPU there.
+   * @kvm virt/kvm/kvm_main.c vcpu_load
+   */
   load(): void {
     const { acc, L } = this.ctx;
-    pcpuRunLock(acc, this.home);
-    this.ctx.cpu = this.home;
-    acc.writeOnce(L.pcpu(this.home, PCPU.CURRENT_VCPU), this.vcpu, 'sched:current-vcpu');
-    acc.writeOnce(L.vcpu(this.vcpu, VCPU.CPU), this.home, 'vcpu:cpu-write');
-    this.ctx.ops.vcpuLoad(this.ctx, this.vcpu, this.home);
+    let p: number;
+    for (;;) {
+      p = selectFallbackRq(acc, this.home);
+      pcpuRunLock(acc, p);
+      // Re-check under the run queue (pairs with cpu_down's ACTIVE = 0; smp_mb; drain check).
+      if (cpuActive(acc, p)) break;
+      pcpuRunUnlock(acc, p);
+    }
+    if (this.cpu >= 0 && this.cpu !== p) this.ctx.stats.count('migrations');
+    this.cpu = p;
+    this.ctx.cpu = p;
+    acc.writeOnce(L.pcpu(p, PCPU.CURRENT_VCPU), this.vcpu, 'sched:current-vcpu');
+    acc.writeOnce(L.vcpu(this.vcpu, VCPU.CPU), p, 'vcpu:cpu-write');
+    this.ctx.ops.vcpuLoad(this.ctx, this.vcpu, p);
     this.loaded = true;
   }
 
@@ -71,10 +88,10 @@ export class VcpuActor {
   put(): void {
     const { acc, L } = this.ctx;
     this.ctx.ops.vcpuPut(this.ctx, this.vcpu);
-    acc.writeOnce(L.pcpu(this.home, PCPU.CURRENT_VCPU), -1, 'sched:current-vcpu');
+    acc.writeOnce(L.pcpu(this.cpu, PCPU.CURRENT_VCPU), -1, 'sched:current-vcpu');
     this.ctx.cpu = -1;
     this.loaded = false;
-    pcpuRunUnlock(acc, this.home);
+    pcpuRunUnlock(acc, this.cpu);
   }
 
   /** schedule() while blocked: sched-out, sleep while TASK_INTERRUPTIBLE, sched-in. */
@@ -114,7 +131,12 @@ export class VcpuActor {
           continue;
         }
         if (performance.now() - this.sliceStart >= params.sliceMs) {
-          if (pcpuRunWaiters(ctx.acc, this.home) > 0) {
+          if (!cpuActive(ctx.acc, this.cpu)) {
+            // The pCPU is going offline: migrate (sched-out here, sched-in on another pCPU).
+            this.put();
+            await yieldToEventLoop();
+            this.load();
+          } else if (pcpuRunWaiters(ctx.acc, this.cpu) > 0) {
             ctx.stats.count('preemptions');
             ctx.acc.writeOnce(ctx.L.vcpu(vcpu, VCPU.PREEMPTED), 1, 'vcpu:preempted');
             this.put();

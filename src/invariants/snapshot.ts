@@ -64,6 +64,9 @@ export interface PcpuSnapshot {
   pcpu: number;
   hostIrrSys: number;
   currentVcpu: number;
+  /** cpu_online() / cpu_active(). */
+  online: boolean;
+  active: boolean;
 }
 
 /** The whole machine. */
@@ -134,7 +137,13 @@ export function snapshotMachine(acc: Access): MachineSnapshot {
   }
   const pcpus: PcpuSnapshot[] = [];
   for (let p = 0; p < L.config.pcpus; p++) {
-    pcpus.push({ pcpu: p, hostIrrSys: acc.peek(L.pcpu(p, PCPU.HOST_IRR_SYS)) >>> 0, currentVcpu: acc.peek(L.pcpu(p, PCPU.CURRENT_VCPU)) });
+    pcpus.push({
+      pcpu: p,
+      hostIrrSys: acc.peek(L.pcpu(p, PCPU.HOST_IRR_SYS)) >>> 0,
+      currentVcpu: acc.peek(L.pcpu(p, PCPU.CURRENT_VCPU)),
+      online: acc.peek(L.pcpu(p, PCPU.ONLINE)) !== 0,
+      active: acc.peek(L.pcpu(p, PCPU.ACTIVE)) !== 0,
+    });
   }
   return { runState: acc.peek(L.vm(VM.RUN_STATE)), apicvInhibitReasons: acc.peek(L.vm(VM.APICV_INHIBIT_REASONS)), vcpus, pcpus };
 }

@@ -146,6 +146,8 @@ export const PCPU = {
   AVIC_DOORBELL: 8,
   /** Doorbell waiter flag for AVIC_DOORBELL (unused: the running vCPU polls it). */
   AVIC_DOORBELL_WAITER: 9,
+  /** cpu_active(): the scheduler may place tasks here (cleared first when the pCPU goes offline). */
+  ACTIVE: 10,
 } as const;
 
 /** Word offsets of per-actor bookkeeping. */

@@ -19,7 +19,7 @@ import { apicvStateConsistent, avicIsRunningConsistent, attachEvents, isQuiescen
 import { DEFAULT_STORM } from '../guest/programs.js';
 import { DEFAULT_VCPU_LOOP, type VcpuLoopParams } from '../actors/vcpu.js';
 import { vendorModule } from '../vendor/index.js';
-import { EmuError, fromWire, type EmuErrorCode } from '../errors.js';
+import { EmuError, badParam, fromWire, type EmuErrorCode } from '../errors.js';
 import { checkInt, checkNumber, checkVector, resolveMachineConfig, type MachineConfig, type ResolvedMachineConfig } from './config.js';
 import { portEndpoint } from './endpoint.js';
 import { sharedPool, type ActorPool } from './pool.js';
@@ -109,6 +109,13 @@ export interface RunHandle {
   stop(): void;
   /** Raise a device interrupt (fixed vector) at vCPU `target`, from pCPU `viaPcpu`'s thread. */
   inject(target: number, vector: number, viaPcpu?: number): Promise<InjectResult>;
+  /**
+   * Take pCPU `pcpu` offline (its vCPUs migrate to other pCPUs at their next scheduling point)
+   * or bring it back online, from pCPU `viaPcpu`'s thread (default: the lowest other online
+   * pCPU). Resolves with whether the state changed; rejects with `EMU_ERR_EBUSY` for the last
+   * active pCPU. @kvm kernel/cpu.c cpu_down / cpu_up
+   */
+  setPcpuOnline(pcpu: number, online: boolean, viaPcpu?: number): Promise<boolean>;
   /** The machine's state right now. */
   snapshot(): MachineSnapshot;
   /** Set or clear an APICv inhibit reason (0..11, kernel bit order) from pCPU `viaPcpu`'s thread. */
@@ -196,6 +203,20 @@ export class Machine {
         const e = ctl.entries[cfg.vcpus + viaPcpu];
         if (!e || !ctl.ready) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet (await the first progress event)');
         await e.remote.setApicvInhibit(reason, set);
+      },
+      setPcpuOnline: async (pcpu, online, viaPcpu) => {
+        checkInt('pcpu', pcpu, 0, cfg.pcpus - 1);
+        if (typeof online !== 'boolean') throw badParam('online', `${String(online)} (must be true or false)`);
+        if (!ctl.main || !ctl.ready) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet (await the first progress event)');
+        const main = ctl.main;
+        const otherOnline = [...Array(cfg.pcpus).keys()].find((q) => q !== pcpu && main.peek(main.layout.pcpu(q, PCPU.ONLINE)) !== 0);
+        // With no other pCPU online, the request runs on pcpu itself and cpu_down refuses it.
+        const via = viaPcpu ?? otherOnline ?? pcpu;
+        checkInt('viaPcpu', via, 0, cfg.pcpus - 1);
+        if (via === pcpu && !online && otherOnline !== undefined) throw badParam('viaPcpu', `${via} (a pCPU cannot take itself offline; use another online pCPU)`);
+        const r = await ctl.entries[cfg.vcpus + via]!.remote.setPcpuOnline(pcpu, online);
+        if (r.error) throw fromWire(r.error);
+        return r.changed;
       },
       snapshot: () => {
         if (!ctl.main) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet');

@@ -84,4 +84,12 @@ export interface ActorControl {
   inject(target: number, vector: number): InjectResult;
   /** Set or clear an APICv inhibit reason from this actor's thread (kvm_set_or_clear_apicv_inhibit). */
   setApicvInhibit(reason: number, set: boolean): void;
+  /** Take pCPU `pcpu` offline or bring it online from this actor's thread (cpu_down / cpu_up). */
+  setPcpuOnline(pcpu: number, online: boolean): HotplugResult;
+}
+
+/** Result of a hotplug request: whether the state changed, or why it was refused. */
+export interface HotplugResult {
+  changed: boolean;
+  error?: WireError;
 }

@@ -30,6 +30,7 @@ export function initMachineState(acc: Access, vendor: VendorModule): void {
   for (let p = 0; p < L.config.pcpus; p++) {
     acc.writeOnce(L.pcpu(p, PCPU.CURRENT_VCPU), -1, 'vm:init');
     acc.writeOnce(L.pcpu(p, PCPU.ONLINE), 1, 'vm:init');
+    acc.writeOnce(L.pcpu(p, PCPU.ACTIVE), 1, 'vm:init');
   }
   acc.smpMb('vm:init');
 }

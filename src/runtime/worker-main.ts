@@ -16,6 +16,7 @@ import { deriveSeed } from '../util/prng.js';
 import { vendorModule } from '../vendor/index.js';
 import { VcpuActor } from '../actors/vcpu.js';
 import { PcpuActor } from '../actors/pcpu.js';
+import { cpuDown, cpuUp } from '../actors/hotplug.js';
 import { toWire } from '../errors.js';
 import { portEndpoint } from './endpoint.js';
 import type { ActorControl, ActorResult, ActorTask, WorkloadSpec } from './protocol.js';
@@ -78,6 +79,13 @@ export async function runActorTask(task: ActorTask): Promise<ActorResult> {
     counters: () => stats.toCounters(),
     setApicvInhibit(reason: number, set: boolean) {
       kvmSetOrClearApicvInhibit(ctx, reason, set);
+    },
+    setPcpuOnline(pcpu: number, online: boolean) {
+      try {
+        return { changed: online ? cpuUp(acc, pcpu) : cpuDown(acc, pcpu) };
+      } catch (e) {
+        return { changed: false, error: toWire(e) };
+      }
     },
     inject(target: number, vector: number) {
       const outcome = kvmIrqDeliveryToApic(ctx, target, vector);
