@@ -13,6 +13,7 @@ import { apicvDeactivatePir } from './apicv-deactivate-pir/scenario.js';
 import { tdxApicvInhibit } from './tdx-apicv-inhibit/scenario.js';
 import { piSbNotification } from './pi-sb-notification/scenario.js';
 import { piWakeupBlock } from './pi-wakeup-block/scenario.js';
+import { tdxHostState } from './tdx-host-state/scenario.js';
 
 /** Every scenario, in catalogue order. */
 export const SCENARIOS: readonly ScenarioDef[] = [
@@ -25,6 +26,7 @@ export const SCENARIOS: readonly ScenarioDef[] = [
   tdxApicvInhibit,
   piSbNotification,
   piWakeupBlock,
+  tdxHostState,
 ];
 
 /** A scenario by id (EMU_ERR_BAD_PARAM naming the id and the known ones otherwise). @emulator */

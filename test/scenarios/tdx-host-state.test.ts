@@ -1,0 +1,76 @@
+/**
+ * tdx-host-state: each buggy variant really lets host code find a TD or INIT value where a host
+ * value belongs — perf's LBR enable lost across a TD run (buggy-no-debugctl), or the user-return
+ * cache left stale by a preemption between the TD run and the late guest_entered
+ * (buggy-uret-cache); the fixed variant never does. Checkers on hand-built states are in
+ * test/invariants/host-state.test.ts.
+ */
+import test from 'ava';
+import { runRace } from '../../src/scenarios/runner.js';
+import { findWithinBudget } from '../helpers/race.js';
+import { SCENARIOS } from '../../src/scenarios/index.js';
+import { findVariant } from '../../src/scenarios/define.js';
+import { closeSharedPool } from '../../src/runtime/pool.js';
+import { hostStateRunSteps, tdxHostState } from '../../src/scenarios/tdx-host-state/scenario.js';
+
+const ID = 'tdx-host-state';
+
+test.after.always(async () => {
+  await closeSharedPool();
+});
+
+test('the scenario is in the catalogue with its variants, invariants, roles and seed', (t) => {
+  const def = SCENARIOS.find((s) => s.id === ID);
+  t.is(def, tdxHostState);
+  t.deepEqual(def?.variants.map((v) => v.name), ['buggy-no-debugctl', 'buggy-uret-cache', 'fixed']);
+  t.deepEqual(def?.invariants.map((i) => i.name), ['hostStateRestoredBeforeIrqs', 'uretCacheCoherent', 'hostObserversSeeHostValues']);
+  t.is(def?.seedFile, '002_0386f14b5b8a249e.txt');
+  t.deepEqual(tdxHostState.roles({ variant: findVariant(tdxHostState, 'fixed'), vcpus: 1, seed: 1 }), ['td-vcpu', 'host-irqs', 'other-task']);
+});
+
+test('each buggy variant changes exactly one KVM step of tdx_vcpu_run', (t) => {
+  const steps = (name: string) => hostStateRunSteps({ variant: findVariant(tdxHostState, name), vcpus: 1, seed: 1 });
+  t.deepEqual(steps('fixed'), { restoreDebugctl: true, markGuestEntered: true });
+  t.deepEqual(steps('buggy-no-debugctl'), { restoreDebugctl: false, markGuestEntered: true });
+  t.deepEqual(steps('buggy-uret-cache'), { restoreDebugctl: true, markGuestEntered: false });
+});
+
+test.serial('buggy-no-debugctl: once perf enabled LBR, host code after a TD run finds DEBUGCTL without it', async (t) => {
+  const r = await findWithinBudget(t, ID, 'buggy-no-debugctl');
+  t.is(r.failure, null);
+  t.truthy(r.first, 'a violation was found');
+  t.true(['hostStateRestoredBeforeIrqs', 'hostObserversSeeHostValues'].includes(r.first?.invariant ?? ''), r.first?.invariant);
+  t.regex(r.first?.detail ?? '', /DEBUGCTL = 0x0 \(INIT value\), host value 0x801/);
+});
+
+test.serial('buggy-uret-cache: a preemption after a real TD entry leaves the user-return cache stale for the next task', async (t) => {
+  const r = await findWithinBudget(t, ID, 'buggy-uret-cache');
+  t.is(r.failure, null);
+  t.truthy(r.first, 'a violation was found');
+  t.true(['uretCacheCoherent', 'hostObserversSeeHostValues'].includes(r.first?.invariant ?? ''), r.first?.invariant);
+  t.regex(r.first?.detail ?? '', /other-task|LSTAR|SYSCALL_MASK/);
+});
+
+test.serial('both buggy variants also fail without window widening (the interleaving is real)', async (t) => {
+  for (const variant of ['buggy-no-debugctl', 'buggy-uret-cache']) {
+    let r = await runRace(ID, { variant, seconds: 10, seed: 2, widen: false });
+    if (!r.first) r = await runRace(ID, { variant, seconds: 10, seed: 3, widen: false });
+    t.is(r.failure, null, variant);
+    t.truthy(r.first, variant);
+  }
+});
+
+test.serial('fixed: 2000 rounds, host code always finds host values and the cache always describes the MSRs', async (t) => {
+  const r = await runRace(ID, { variant: 'fixed', iterations: 2000, seed: 7 });
+  t.is(r.failure, null);
+  t.is(r.first, null);
+  t.is(r.violations, 0);
+  t.is(r.iterations, 2000);
+});
+
+test.serial('fixed without widening: 1000 rounds, no violation', async (t) => {
+  const r = await runRace(ID, { variant: 'fixed', iterations: 1000, seed: 11, widen: false });
+  t.is(r.failure, null);
+  t.is(r.first, null);
+  t.is(r.iterations, 1000);
+});
