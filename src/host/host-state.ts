@@ -225,6 +225,30 @@ export interface HostExpect {
   uretHost: readonly bigint[];
 }
 
+/**
+ * Boot-time host register values of a CPU: the kernel's SYSCALL MSRs (syscall_init: STAR
+ * selectors, LSTAR = entry_SYSCALL_64, FMASK), TSC_AUX = (node << 12) | cpu (vgetcpu), XCR0/XSS as
+ * kvm_host has them, the default PKRU, TSX enabled (TSX_CTRL 0), the default UMWAIT control, no
+ * LBR and no breakpoints (DRs at their RESET values).
+ * @kvm arch/x86/kernel/cpu/common.c syscall_init; arch/x86/kernel/cpu/common.c setup_getcpu
+ */
+export function hostBootRegs(cpu: PcpuId, node = 0): Readonly<Partial<Record<HostRegName, bigint>>> {
+  return {
+    DR6: DR6_RESERVED,
+    DR7: DR7_FIXED_1,
+    DEBUGCTL: 0n,
+    XCR0: KVM_HOST_XCR0,
+    XSS: KVM_HOST_XSS,
+    PKRU: INIT_PKRU_VALUE,
+    STAR: 0x0023001000000000n,
+    LSTAR: 0xffffffff81a00080n,
+    SYSCALL_MASK: 0x257fd5n,
+    TSC_AUX: BigInt((node << 12) | cpu),
+    TSX_CTRL: 0n,
+    UMWAIT_CONTROL: 0x186a0n,
+  };
+}
+
 /** Boot-time host values of the registers not covered by the other words. @emulator */
 export interface HostBootValues {
   tsxCtrl: bigint;
@@ -319,3 +343,13 @@ export const HOST_POINTS = [
 ] as const;
 /** A point of {@link HOST_POINTS}. @kvm arch/x86/kvm/x86.c vcpu_enter_guest */
 export type HostPoint = (typeof HOST_POINTS)[number];
+
+/** A pCPU's host state in a machine snapshot (64-bit values as hex strings, so snapshots stay JSON). @emulator */
+export interface PcpuHostState {
+  /** Register values by name (DR0..DR7, DEBUGCTL, XCR0, XSS, PKRU, KERNEL_GS_BASE, STAR, ...). */
+  regs: Record<string, string>;
+  /** The user-return MSR cache: notifier registered, and per slot host / curr / the MSR's value. */
+  uret: { registered: boolean; slots: { reg: string; host: string; curr: string; msr: string }[] };
+  /** Task current on the pCPU (a vcpuN thread, or the idle task). */
+  current: string;
+}

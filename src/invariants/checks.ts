@@ -157,3 +157,21 @@ export function avicIsRunningConsistent(snap: MachineSnapshot): Violation[] {
       message: `vcpu${s.vcpu}'s physical APIC ID entry says IsRunning but the vCPU is ${s.blocking ? 'blocking' : 'not loaded'}: senders would ring a doorbell instead of waking it`,
     }));
 }
+
+/**
+ * For every pCPU with host state in the snapshot, each user-return slot's cached `curr` equals
+ * the MSR (domain notes 9.2 HS-2): at quiescence every TD vCPU is put, so the cache must describe
+ * the MSRs exactly — a stale entry makes the notifier skip a needed WRMSR or a later
+ * kvm_set_user_return_msr skip its write.
+ */
+export function uretCacheMatchesMsrs(snap: MachineSnapshot): Violation[] {
+  const out: Violation[] = [];
+  for (const p of snap.pcpus) {
+    for (const sl of p.host?.uret.slots ?? []) {
+      if (sl.curr !== sl.msr) {
+        out.push({ invariant: 'uretCacheMatchesMsrs', vcpu: -1, vector: -1, message: `pCPU ${p.pcpu}: user-return cache says ${sl.reg} = ${sl.curr}, the MSR holds ${sl.msr}` });
+      }
+    }
+  }
+  return out;
+}

@@ -5,6 +5,9 @@
 import { PCPU, PID, SAVIC_NMI_REQUEST, VCPU, VM, VMCB, type Layout } from '../mem/layout.js';
 import { APIC_IRR, APIC_ISR, APIC_PROCPRI, APIC_TASKPRI } from '../mem/apicdef.js';
 import type { Access } from '../mem/access.js';
+import type { PcpuHostState } from '../host/host-state.js';
+
+export type { PcpuHostState } from '../host/host-state.js';
 
 /** One vCPU's interrupt state. */
 export interface VcpuSnapshot {
@@ -67,7 +70,10 @@ export interface PcpuSnapshot {
   /** cpu_online() / cpu_active(). */
   online: boolean;
   active: boolean;
+  /** Host CPU state (TDX machines): registers, user-return MSR cache, current task. */
+  host?: PcpuHostState;
 }
+
 
 /** The whole machine. */
 export interface MachineSnapshot {

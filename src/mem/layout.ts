@@ -23,7 +23,8 @@
  * | scratch      | 1      | 4S    | 64    | words for tests, examples and user scenarios           |
  * | savic-backing| vCPU*  | 4096  | 4096  | Secure AVIC guest-owned backing page (IRR, ISR, ALLOWED_IRR, NMI_REQUEST) |
  * | vmcb         | vCPU*  | 64    | 64    | Secure AVIC: UpdateIRR, RequestedIRR[8], vNMI, has_pending_ipi |
- * (* only with the `savic` option)
+ * | vendor-area  | 1**    | 4V    | 64    | the vendor's own per-pCPU / per-vCPU blocks (TDX host state) |
+ * (* only with the `savic` option; ** only with `vendorWords` > 0)
  */
 import { APIC_PAGE_BYTES, APIC_VECTOR_STRIDE_BYTES } from './apicdef.js';
 import { EmuError } from '../errors.js';
@@ -251,6 +252,11 @@ export interface LayoutConfig {
   scratchWords?: number;
   /** Add the AMD Secure AVIC regions (guest backing page and VMCB fields per vCPU). */
   savic?: boolean;
+  /**
+   * Words of the vendor area: per-pCPU and per-vCPU state a vendor model lays out itself
+   * (TDX: host registers, the user-return MSR cache, TD vCPU host-state bookkeeping).
+   */
+  vendorWords?: number;
 }
 
 /** One entry of the region table. */
@@ -303,6 +309,8 @@ export interface Layout {
   ring(a: ActorId, w: number): Addr;
   /** Scratch word i. */
   scratch(i: number): Addr;
+  /** Word i of the vendor area (needs `vendorWords` > i). */
+  vendorArea(i: number): Addr;
   /** Word at byte `offset` of vCPU v's Secure AVIC guest backing page (needs `savic`). */
   savicBacking(v: VcpuId, offset: number): Addr;
   /** A Secure AVIC VMCB control word of vCPU v ({@link VMCB}; needs `savic`). */
@@ -331,6 +339,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
     ringRecords: cfg.ringRecords ?? 4096,
     scratchWords: cfg.scratchWords ?? 256,
     savic: cfg.savic ?? false,
+    vendorWords: cfg.vendorWords ?? 0,
   };
   const check = (name: string, v: number, lo: number, hi: number) => {
     if (!Number.isInteger(v) || v < lo || v > hi) {
@@ -345,6 +354,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
     throw new EmuError('EMU_ERR_BAD_PARAM', `invalid ringRecords: ${config.ringRecords} (must be a power of two)`, { detail: { param: 'ringRecords' } });
   }
   check('scratchWords', config.scratchWords, 0, 1 << 24);
+  check('vendorWords', config.vendorWords, 0, 1 << 24);
 
   const actors = config.vcpus + config.pcpus + config.extraActors + 1;
   const ringBytes = LINE_BYTES * 2 + config.ringRecords * RING.RECORD_WORDS * 4;
@@ -369,6 +379,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
   add('scratch', 1, Math.max(4, config.scratchWords * 4), LINE_BYTES);
   add('savic-backing', config.savic ? config.vcpus : 0, APIC_PAGE_BYTES, APIC_PAGE_BYTES);
   add('vmcb', config.savic ? config.vcpus : 0, LINE_BYTES, LINE_BYTES);
+  add('vendor-area', config.vendorWords > 0 ? 1 : 0, Math.max(4, config.vendorWords * 4), LINE_BYTES);
   const totalBytes = roundUp(cursor, 4096);
 
   const byName = new Map(regions.map((r) => [r.name, r]));
@@ -390,6 +401,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
   const scratchR = reg('scratch');
   const savicR = reg('savic-backing');
   const vmcbR = reg('vmcb');
+  const vendorR = reg('vendor-area');
   const needSavic = (what: string) => {
     if (!config.savic) throw new EmuError('EMU_ERR_LAYOUT', `${what}: this machine has no Secure AVIC regions (layout option savic)`);
   };
@@ -416,6 +428,10 @@ export function createLayout(cfg: LayoutConfig): Layout {
     srcu: (a, field) => w(srcuR, a, field * 4),
     ring: (a, word) => w(ringR, a, word * 4),
     scratch: (i) => w(scratchR, 0, i * 4),
+    vendorArea: (i) => {
+      if (i < 0 || i >= config.vendorWords) throw new EmuError('EMU_ERR_LAYOUT', `vendorArea(${i}): outside the ${config.vendorWords}-word vendor area`);
+      return w(vendorR, 0, i * 4);
+    },
     savicBacking: (v, offset) => {
       needSavic('savicBacking');
       return w(savicR, v, offset);

@@ -15,7 +15,7 @@ import { RingReader, type RawRecord } from '../mem/ring.js';
 import { EV, EVENT_NAMES, sharedClockMs, type HvEvent } from '../trace/events.js';
 import { aggregateCounters, type Accounting } from '../invariants/accounting.js';
 import { snapshotMachine, type MachineSnapshot } from '../invariants/snapshot.js';
-import { apicvStateConsistent, avicIsRunningConsistent, attachEvents, isQuiescent, noLostInterrupt, noSleepingWithPending, type Violation } from '../invariants/checks.js';
+import { apicvStateConsistent, avicIsRunningConsistent, attachEvents, isQuiescent, noLostInterrupt, noSleepingWithPending, uretCacheMatchesMsrs, type Violation } from '../invariants/checks.js';
 import { DEFAULT_STORM } from '../guest/programs.js';
 import { DEFAULT_VCPU_LOOP, type VcpuLoopParams } from '../actors/vcpu.js';
 import { vendorModule } from '../vendor/index.js';
@@ -220,13 +220,26 @@ export class Machine {
       },
       snapshot: () => {
         if (!ctl.main) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet');
-        return snapshotMachine(ctl.main);
+        return this.snapshotWithVendor(ctl.main);
       },
       actorSnapshots: async () => {
         if (!ctl.ready) throw new EmuError('EMU_ERR_BAD_PARAM', 'the run has not started yet (await the first progress event)');
         return await Promise.all(ctl.entries.map((e) => e.remote.snapshot()));
       },
     };
+  }
+
+  /** snapshotMachine plus the vendor's per-pCPU state (TDX: host registers, user-return cache). */
+  private snapshotWithVendor(main: Access): MachineSnapshot {
+    const snap = snapshotMachine(main);
+    const vendor = vendorModule(this.config.vendor);
+    if (vendor.pcpuSnapshot) {
+      for (const p of snap.pcpus) {
+        const host = vendor.pcpuSnapshot(main, p.pcpu);
+        if (host) p.host = host;
+      }
+    }
+    return snap;
   }
 
   private async execute(
@@ -236,12 +249,13 @@ export class Machine {
     progress: Subject<RunProgress>,
   ): Promise<RunResult> {
     const cfg = this.config;
-    const layoutCfg = { vcpus: cfg.vcpus, pcpus: cfg.pcpus, ringRecords: cfg.ringRecords, savic: cfg.vendor === 'savic' };
+    const vendor = vendorModule(cfg.vendor);
+    const layoutCfg = { vcpus: cfg.vcpus, pcpus: cfg.pcpus, ringRecords: cfg.ringRecords, savic: cfg.vendor === 'savic', vendorWords: vendor.areaWords?.(cfg.vcpus, cfg.pcpus) ?? 0 };
     const mem = createMachineMemory(layoutCfg);
     const L = mem.layout;
     const main = new Access(mem, { actor: L.mainActor, name: 'main', deadlineMs: o.deadlineMs });
     ctl.main = main;
-    initMachineState(main, vendorModule(cfg.vendor));
+    initMachineState(main, vendor);
     const pool = this.pool ?? (await sharedPool(this.actorCount));
     pool.ensureCapacity(this.actorCount);
 
@@ -369,7 +383,7 @@ export class Machine {
         progress.next({ phase: 'draining', elapsedMs, totalMs, ...totals() });
       }
     }
-    const drainSnap = snapshotMachine(main);
+    const drainSnap = this.snapshotWithVendor(main);
 
     // Stop: every actor leaves at its next check (≤ one block/idle slice).
     main.poke(L.vm(VM.RUN_STATE), RunState.STOP);
@@ -406,7 +420,9 @@ export class Machine {
     }
     let violations: Violation[] = [];
     if (!failure) {
-      violations = quiescent ? [...noLostInterrupt(accounting, drainSnap), ...apicvStateConsistent(drainSnap), ...avicIsRunningConsistent(drainSnap)] : [...noSleepingWithPending(drainSnap), ...noLostInterrupt(accounting, drainSnap)];
+      violations = quiescent
+        ? [...noLostInterrupt(accounting, drainSnap), ...apicvStateConsistent(drainSnap), ...avicIsRunningConsistent(drainSnap), ...uretCacheMatchesMsrs(drainSnap)]
+        : [...noSleepingWithPending(drainSnap), ...noLostInterrupt(accounting, drainSnap)];
       violations = attachEvents(violations, recent);
     }
     const figures: Record<string, number> = {};

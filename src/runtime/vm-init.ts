@@ -32,5 +32,6 @@ export function initMachineState(acc: Access, vendor: VendorModule): void {
     acc.writeOnce(L.pcpu(p, PCPU.ONLINE), 1, 'vm:init');
     acc.writeOnce(L.pcpu(p, PCPU.ACTIVE), 1, 'vm:init');
   }
+  vendor.vmInit?.(acc);
   acc.smpMb('vm:init');
 }

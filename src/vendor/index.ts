@@ -6,6 +6,8 @@ import type { KvmX86Ops } from '../kvm/x86-ops.js';
 import { badParam } from '../errors.js';
 import { vmxVcpuCreate, vmxX86Ops } from './vmx/index.js';
 import { tdxVcpuCreate, tdxX86Ops } from './tdx/index.js';
+import { tdxMachineAreaWords, tdxMachineHostInit, tdxMachinePcpuHostState } from './tdx/machine-host.js';
+import type { PcpuHostState } from '../host/host-state.js';
 import { svmVcpuCreate, svmX86Ops } from './svm/index.js';
 import { savicVcpuCreate, savicX86Ops } from './savic/index.js';
 
@@ -19,12 +21,18 @@ export interface VendorModule {
   ops: KvmX86Ops;
   /** kvm_x86_ops.vcpu_create: vendor state of a new vCPU. */
   vcpuCreate(acc: Access, v: number, firstCpu: number): void;
+  /** Words of machine memory the vendor lays out itself (the layout's vendor area). */
+  areaWords?(vcpus: number, pcpus: number): number;
+  /** Once per machine, after every vCPU is created: the vendor area's boot state. */
+  vmInit?(acc: Access): void;
+  /** A pCPU's vendor state for snapshots (TDX: its host registers and user-return cache). */
+  pcpuSnapshot?(acc: Access, p: number): PcpuHostState | undefined;
 }
 
 const modules: Record<Vendor, VendorModule> = {
   vmx: { ops: vmxX86Ops, vcpuCreate: vmxVcpuCreate },
   svm: { ops: svmX86Ops, vcpuCreate: (acc, v) => svmVcpuCreate(acc, v) },
-  tdx: { ops: tdxX86Ops, vcpuCreate: tdxVcpuCreate },
+  tdx: { ops: tdxX86Ops, vcpuCreate: tdxVcpuCreate, areaWords: tdxMachineAreaWords, vmInit: tdxMachineHostInit, pcpuSnapshot: tdxMachinePcpuHostState },
   savic: { ops: savicX86Ops, vcpuCreate: (acc, v) => savicVcpuCreate(acc, v) },
 };
 

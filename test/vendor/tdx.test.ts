@@ -13,6 +13,7 @@ import { initMachineState } from '../../src/runtime/vm-init.js';
 import { kvmSetApicBase, kvmVcpuIoctlGetLapic, kvmVcpuIoctlSetLapic } from '../../src/kvm/lapic-ioctl.js';
 import type { KvmCtx } from '../../src/kvm/x86-ops.js';
 import type { EmuError } from '../../src/errors.js';
+import { INIT_PKRU_VALUE, KVM_HOST_XCR0 } from '../../src/host/host-state.js';
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -64,4 +65,30 @@ test.serial('an APICv inhibit raised at runtime in a TD bugs the VM: every vCPU 
   t.regex(r.failure?.message ?? '', /KVM_BUG_ON/);
   const again = t.throws(() => m.run({ seconds: 0.1 })) as EmuError;
   t.is(again.code, 'EMU_ERR_VM_BUGGED');
+});
+
+test.serial('TD machine: per-pCPU host state in snapshots — the module left LSTAR/STAR/TSC_AUX reset, the user-return cache says so, DEBUGCTL/XCR0/PKRU restored', async (t) => {
+  const h = Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 2 }).run({ seconds: 0.4, seed: 6 });
+  await new Promise<void>((resolve) => {
+    const sub = h.progress$.subscribe(() => {
+      sub.unsubscribe();
+      resolve();
+    });
+  });
+  const live = h.snapshot();
+  t.truthy(live.pcpus[0]?.host, 'a running TD machine shows host state per pCPU');
+  const r = await h.result;
+  t.true(r.ok, r.failure?.message ?? JSON.stringify(r.violations.slice(0, 2)));
+  t.true(r.quiescent);
+  for (const p of h.snapshot().pcpus) {
+    const host = p.host!;
+    t.is(host.regs.LSTAR, '0x0', 'TD exit reset LSTAR; the notifier restores it only on a return to user space');
+    t.is(host.regs.SYSCALL_MASK, '0x20200');
+    t.true(host.uret.registered, 'the user-return notifier is armed');
+    for (const s of host.uret.slots) t.is(s.curr, s.msr, `${s.reg}: cache matches the MSR`);
+    t.is(host.regs.DEBUGCTL, '0x0');
+    t.is(host.regs.XCR0, '0x' + KVM_HOST_XCR0.toString(16), 'tdx_load_host_xsave_state put XCR0 back');
+    t.is(host.regs.PKRU, '0x' + INIT_PKRU_VALUE.toString(16));
+    t.regex(host.current, /^idle\d$/);
+  }
 });

@@ -37,12 +37,12 @@ import type { Access } from '../../mem/access.js';
 import { planScratch, type Addr, type Layout } from '../../mem/layout.js';
 import { doorbellPending, doorbellRing, doorbellTake } from '../../sync/doorbell.js';
 import { spinThenWait } from '../../sync/wait.js';
-import { DEBUGCTLMSR_LBR, DR6_RESERVED, DR7_FIXED_1, HOST_REGS, HOST_REG_BLOCK_WORDS, initHostRegs, peekU64, pokeU64, snapshotHostRegs, writeHostReg, type HostRegName } from '../../host/msr.js';
+import { DEBUGCTLMSR_LBR, DR7_FIXED_1, HOST_REGS, HOST_REG_BLOCK_WORDS, initHostRegs, peekU64, pokeU64, snapshotHostRegs, writeHostReg, type HostRegName } from '../../host/msr.js';
 import { KVM_URET_REGS, URET_BLOCK_WORDS, fireUserReturnNotifiers, kvmSetUserReturnMsr, kvmUserReturnMsrCpuOnline, snapshotUretCache, type UretCacheSnapshot } from '../../host/uret.js';
 import {
   HOST_CPU_BLOCK_WORDS,
   HOST_POINTS,
-  INIT_PKRU_VALUE,
+  hostBootRegs,
   KVM_HOST_XCR0,
   KVM_HOST_XSS,
   TASK_BLOCK_WORDS,
@@ -116,20 +116,7 @@ export const HOST_STATE_TIMING = {
  * Boot-time host values of CPU0 (node 1, cpu 0): the kernel's SYSCALL MSRs (syscall_init), its
  * TSC_AUX, TSX enabled (TSX_CTRL 0), the default UMWAIT control, no LBR, no breakpoints.
  */
-const HOST_BOOT_REGS: Readonly<Partial<Record<HostRegName, bigint>>> = {
-  DR6: DR6_RESERVED,
-  DR7: DR7_FIXED_1,
-  DEBUGCTL: 0n,
-  XCR0: KVM_HOST_XCR0,
-  XSS: KVM_HOST_XSS,
-  PKRU: INIT_PKRU_VALUE,
-  STAR: 0x0023001000000000n,
-  LSTAR: 0xffffffff81a00080n,
-  SYSCALL_MASK: 0x257fd5n,
-  TSC_AUX: 0x1000n,
-  TSX_CTRL: 0n,
-  UMWAIT_CONTROL: 0x186a0n,
-};
+const HOST_BOOT_REGS = hostBootRegs(0, 1);
 const HOST_BOOT: HostBootValues = { tsxCtrl: HOST_BOOT_REGS.TSX_CTRL!, umwaitControl: HOST_BOOT_REGS.UMWAIT_CONTROL! };
 /** User GS bases of the two tasks (their TLS uses GS). */
 const TASK_GSBASE = [0x7f3a2c000000n, 0x7f3a2e400000n] as const;

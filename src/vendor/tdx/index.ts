@@ -19,6 +19,7 @@ import { piInit, piIsPirEmpty, piTestOn, piTestSn } from '../vmx/pi-desc.js';
 import { vmxDeliverPostedInterruptRaw } from '../vmx/posted-intr.js';
 import { vmxVcpuRun } from '../vmx/hw.js';
 import { vmxX86Ops } from '../vmx/index.js';
+import { tdxMachineVcpuLoad, tdxMachineVcpuPut, tdxMachineVcpuRun } from './machine-host.js';
 
 /**
  * A TD vCPU at creation: APICv forced active, descriptor NV = POSTED_INTR_VECTOR.
@@ -55,13 +56,19 @@ export const tdxX86Ops: KvmX86Ops = {
   injectPending(): void {
     // No event injection into a TD.
   },
-  vcpuLoad: vmxX86Ops.vcpuLoad,
-  vcpuPut: vmxX86Ops.vcpuPut,
+  vcpuLoad(ctx, v, cpu) {
+    vmxX86Ops.vcpuLoad(ctx, v, cpu);
+    tdxMachineVcpuLoad(ctx.acc, v, cpu);
+  },
+  vcpuPut(ctx, v) {
+    tdxMachineVcpuPut(ctx.acc, v, ctx.cpu);
+    vmxX86Ops.vcpuPut(ctx, v);
+  },
   vcpuRun(ctx, v, guest, maxSteps) {
     // tdx_vcpu_run: with IRQs off, a set ON becomes a self-IPI that the TDX module processes
-    // inside the TD after TDH.VP.ENTER.
+    // inside the TD after TDH.VP.ENTER; around the TD run, the host-state save and restores.
     if (piTestOn(ctx.acc, v) && ctx.cpu >= 0) apicSendIpiHost(ctx, ctx.cpu, POSTED_INTR_VECTOR);
-    return vmxVcpuRun(ctx, v, guest, maxSteps);
+    return tdxMachineVcpuRun(ctx.acc, v, ctx.cpu, () => vmxVcpuRun(ctx, v, guest, maxSteps));
   },
   handleHostIrq: vmxX86Ops.handleHostIrq,
   refreshApicvExecCtrl(ctx, v, active) {
