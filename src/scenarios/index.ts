@@ -13,6 +13,8 @@ import { apicvDeactivatePir } from './apicv-deactivate-pir/scenario.js';
 import { tdxApicvInhibit } from './tdx-apicv-inhibit/scenario.js';
 import { piSbNotification } from './pi-sb-notification/scenario.js';
 import { piWakeupBlock } from './pi-wakeup-block/scenario.js';
+import { tdxInitHotplug } from './tdx-init-hotplug/scenario.js';
+import { tdxOfflineLastCpu } from './tdx-offline-last-cpu/scenario.js';
 import { tdxHostState } from './tdx-host-state/scenario.js';
 
 /** Every scenario, in catalogue order. */
@@ -26,6 +28,8 @@ export const SCENARIOS: readonly ScenarioDef[] = [
   tdxApicvInhibit,
   piSbNotification,
   piWakeupBlock,
+  tdxInitHotplug,
+  tdxOfflineLastCpu,
   tdxHostState,
 ];
 
