@@ -18,6 +18,9 @@ import { PCPU, type PcpuId } from '../mem/layout.js';
 import type { Access } from '../mem/access.js';
 import { pollUntil } from '../sync/wait.js';
 import { EmuError, badParam } from '../errors.js';
+import type { HotplugCallbacks } from '../host/hotplug-callbacks.js';
+
+export type { HotplugCallbacks } from '../host/hotplug-callbacks.js';
 
 /** cpu_active(p). @kvm include/linux/cpumask.h cpu_active */
 export function cpuActive(acc: Access, p: PcpuId): boolean {
@@ -43,13 +46,6 @@ export function selectFallbackRq(acc: Access, preferred: PcpuId): PcpuId {
   throw new EmuError('EMU_ERR_INTERNAL', 'no active pCPU to run on');
 }
 
-/** Teardown / startup work run while a pCPU goes down / comes up (the cpuhp callbacks). */
-export interface HotplugCallbacks {
-  /** Offline callbacks, in descending state order; throwing refuses the offline. */
-  teardown?(p: PcpuId): void;
-  /** Online callbacks, in ascending state order. */
-  startup?(p: PcpuId): void;
-}
 
 function checkPcpu(acc: Access, p: number): void {
   const n = acc.layout.config.pcpus;

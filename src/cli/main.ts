@@ -28,6 +28,7 @@ interface RunFlags {
   vendor: string;
   vcpus: string;
   pcpus: string;
+  packages: string;
   seconds: string;
   seed?: string;
   burst: string;
@@ -88,7 +89,7 @@ async function runWithUi(m: Machine, opts: Parameters<Machine['run']>[0], label:
 }
 
 function machineFrom(f: RunFlags): Machine {
-  return Machine.create({ vendor: f.vendor, vcpus: parseIntOption('vcpus', f.vcpus), pcpus: parseIntOption('pcpus', f.pcpus) });
+  return Machine.create({ vendor: f.vendor, vcpus: parseIntOption('vcpus', f.vcpus), pcpus: parseIntOption('pcpus', f.pcpus), packages: parseIntOption('packages', f.packages) });
 }
 
 async function cmdRun(f: RunFlags): Promise<number> {
@@ -217,7 +218,8 @@ export function buildProgram(): Command {
     .description('run the posted-interrupt IPI storm and print the interrupt accounting')
     .option('--vendor <name>', 'interrupt-virtualization model', DEFAULT_MACHINE.vendor)
     .option('--vcpus <n>', 'number of vCPUs (1-256)', String(DEFAULT_MACHINE.vcpus))
-    .option('--pcpus <n>', 'number of physical CPUs (1-64)', String(DEFAULT_MACHINE.pcpus))
+    .option('--pcpus <n>', 'number of physical CPUs (1-64; tdx: 1-31)', String(DEFAULT_MACHINE.pcpus))
+    .option('--packages <n>', 'physical packages the pCPUs are split into (1-pcpus)', String(DEFAULT_MACHINE.packages))
     .option('--seconds <s>', 'length of the run', '2')
     .option('--seed <x>', 'seed of every random choice (default: time-based, printed)')
     .option('--burst <n>', 'IPIs a guest sends between two HLTs (0 = never halt)', String(DEFAULT_STORM.burst))
@@ -264,7 +266,7 @@ export function buildProgram(): Command {
 }
 
 const USAGE =
-  'usage: hvemu run [--vcpus N] [--pcpus M] [--seconds S] [--seed X] [--vendor vmx|svm|tdx] [--burst B] [--json] [--trace-out FILE]\n' +
+  'usage: hvemu run [--vcpus N] [--pcpus M] [--packages P] [--seconds S] [--seed X] [--vendor vmx|svm|tdx|savic] [--burst B] [--json] [--trace-out FILE]\n' +
   '       hvemu list [--json]\n' +
   '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--trace FILE] [--json]\n' +
   '       hvemu tour [--seconds S] [--json]\n' +

@@ -352,4 +352,26 @@ export interface PcpuHostState {
   uret: { registered: boolean; slots: { reg: string; host: string; curr: string; msr: string }[] };
   /** Task current on the pCPU (a vcpuN thread, or the idle task). */
   current: string;
+  /** Virtualization state of the pCPU (TDX machines). */
+  virt?: PcpuVirtState;
+}
+
+/** A pCPU's virtualization state in a machine snapshot. @emulator */
+export interface PcpuVirtState {
+  /** CR4.VMXE (post-VMXON). */
+  vmxe: boolean;
+  /** tdx_lp_initialized (TDH.SYS.LP.INIT done). */
+  lpInitialized: boolean;
+  /** The cpuhp state the pCPU is in (CPUHP_ONLINE when fully up). */
+  cpuhpState: number;
+}
+
+/** The host's VM-wide virtualization state in a machine snapshot. @emulator */
+export interface HostVirtState {
+  /** kvm_usage_count. */
+  kvmUsageCount: number;
+  /** tdx_module_status: UNINITIALIZED / INITIALIZED / ERROR. */
+  tdxModuleStatus: string;
+  /** nr_configured_hkid. */
+  nrConfiguredHkid: number;
 }

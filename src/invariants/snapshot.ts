@@ -5,9 +5,9 @@
 import { PCPU, PID, SAVIC_NMI_REQUEST, VCPU, VM, VMCB, type Layout } from '../mem/layout.js';
 import { APIC_IRR, APIC_ISR, APIC_PROCPRI, APIC_TASKPRI } from '../mem/apicdef.js';
 import type { Access } from '../mem/access.js';
-import type { PcpuHostState } from '../host/host-state.js';
+import type { HostVirtState, PcpuHostState } from '../host/host-state.js';
 
-export type { PcpuHostState } from '../host/host-state.js';
+export type { HostVirtState, PcpuHostState, PcpuVirtState } from '../host/host-state.js';
 
 /** One vCPU's interrupt state. */
 export interface VcpuSnapshot {
@@ -78,6 +78,8 @@ export interface PcpuSnapshot {
 /** The whole machine. */
 export interface MachineSnapshot {
   runState: number;
+  /** VM-wide host virtualization state (TDX machines: kvm_usage_count, tdx_module_status, nr_configured_hkid). */
+  hostVirt?: HostVirtState;
   /** kvm->arch.apicv_inhibit_reasons. */
   apicvInhibitReasons: number;
   vcpus: VcpuSnapshot[];

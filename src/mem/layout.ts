@@ -252,6 +252,8 @@ export interface LayoutConfig {
   scratchWords?: number;
   /** Add the AMD Secure AVIC regions (guest backing page and VMCB fields per vCPU). */
   savic?: boolean;
+  /** Physical packages the pCPUs are split into (consecutive pCPUs per package; default 1). */
+  packages?: number;
   /**
    * Words of the vendor area: per-pCPU and per-vCPU state a vendor model lays out itself
    * (TDX: host registers, the user-return MSR cache, TD vCPU host-state bookkeeping).
@@ -340,6 +342,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
     scratchWords: cfg.scratchWords ?? 256,
     savic: cfg.savic ?? false,
     vendorWords: cfg.vendorWords ?? 0,
+    packages: cfg.packages ?? 1,
   };
   const check = (name: string, v: number, lo: number, hi: number) => {
     if (!Number.isInteger(v) || v < lo || v > hi) {
@@ -355,6 +358,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
   }
   check('scratchWords', config.scratchWords, 0, 1 << 24);
   check('vendorWords', config.vendorWords, 0, 1 << 24);
+  check('packages', config.packages, 1, config.pcpus);
 
   const actors = config.vcpus + config.pcpus + config.extraActors + 1;
   const ringBytes = LINE_BYTES * 2 + config.ringRecords * RING.RECORD_WORDS * 4;

@@ -14,6 +14,8 @@ export interface MachineConfig {
   pcpus?: number;
   /** Records per actor event ring (power of two, default 16384). */
   ringRecords?: number;
+  /** Physical packages the pCPUs are split into (consecutive pCPUs per package), 1..pcpus (default 1). */
+  packages?: number;
 }
 
 /** A validated machine configuration. */
@@ -22,10 +24,11 @@ export interface ResolvedMachineConfig {
   vcpus: number;
   pcpus: number;
   ringRecords: number;
+  packages: number;
 }
 
 /** The built-in default machine: 4 vCPUs on 2 pCPUs, VMX. */
-export const DEFAULT_MACHINE: ResolvedMachineConfig = { vendor: 'vmx', vcpus: 4, pcpus: 2, ringRecords: 16384 };
+export const DEFAULT_MACHINE: ResolvedMachineConfig = { vendor: 'vmx', vcpus: 4, pcpus: 2, ringRecords: 16384, packages: 1 };
 
 /** Check that `value` is an integer in lo..hi; the error names `param`. */
 export function checkInt(param: string, value: unknown, lo: number, hi: number): number {
@@ -43,11 +46,15 @@ export function checkNumber(param: string, value: unknown, lo: number, hi: numbe
 
 /** Validate a machine configuration, filling defaults. */
 export function resolveMachineConfig(cfg: MachineConfig = {}): ResolvedMachineConfig {
+  const vendor = parseVendor(cfg.vendor ?? DEFAULT_MACHINE.vendor);
+  // The TDX host model tracks CPUs in 32-bit masks (31 CPUs at most).
+  const pcpus = checkInt('pcpus', cfg.pcpus ?? DEFAULT_MACHINE.pcpus, 1, vendor === 'tdx' ? 31 : 64);
   return {
-    vendor: parseVendor(cfg.vendor ?? DEFAULT_MACHINE.vendor),
+    vendor,
     vcpus: checkInt('vcpus', cfg.vcpus ?? DEFAULT_MACHINE.vcpus, 1, 256),
-    pcpus: checkInt('pcpus', cfg.pcpus ?? DEFAULT_MACHINE.pcpus, 1, 64),
+    pcpus,
     ringRecords: checkInt('ringRecords', cfg.ringRecords ?? DEFAULT_MACHINE.ringRecords, 16, 1 << 20),
+    packages: checkInt('packages', cfg.packages ?? DEFAULT_MACHINE.packages, 1, pcpus),
   };
 }
 

@@ -233,6 +233,8 @@ export class Machine {
   private snapshotWithVendor(main: Access): MachineSnapshot {
     const snap = snapshotMachine(main);
     const vendor = vendorModule(this.config.vendor);
+    const hostVirt = vendor.hostSnapshot?.(main);
+    if (hostVirt) snap.hostVirt = hostVirt;
     if (vendor.pcpuSnapshot) {
       for (const p of snap.pcpus) {
         const host = vendor.pcpuSnapshot(main, p.pcpu);
@@ -250,7 +252,7 @@ export class Machine {
   ): Promise<RunResult> {
     const cfg = this.config;
     const vendor = vendorModule(cfg.vendor);
-    const layoutCfg = { vcpus: cfg.vcpus, pcpus: cfg.pcpus, ringRecords: cfg.ringRecords, savic: cfg.vendor === 'savic', vendorWords: vendor.areaWords?.(cfg.vcpus, cfg.pcpus) ?? 0 };
+    const layoutCfg = { vcpus: cfg.vcpus, pcpus: cfg.pcpus, ringRecords: cfg.ringRecords, savic: cfg.vendor === 'savic', packages: cfg.packages, vendorWords: vendor.areaWords?.(cfg.vcpus, cfg.pcpus, cfg.packages) ?? 0 };
     const mem = createMachineMemory(layoutCfg);
     const L = mem.layout;
     const main = new Access(mem, { actor: L.mainActor, name: 'main', deadlineMs: o.deadlineMs });

@@ -82,7 +82,8 @@ export async function runActorTask(task: ActorTask): Promise<ActorResult> {
     },
     setPcpuOnline(pcpu: number, online: boolean) {
       try {
-        return { changed: online ? cpuUp(acc, pcpu) : cpuDown(acc, pcpu) };
+        const cbs = vendor.hotplug?.(acc) ?? {};
+        return { changed: online ? cpuUp(acc, pcpu, cbs) : cpuDown(acc, pcpu, cbs) };
       } catch (e) {
         return { changed: false, error: toWire(e) };
       }

@@ -6,8 +6,9 @@ import type { KvmX86Ops } from '../kvm/x86-ops.js';
 import { badParam } from '../errors.js';
 import { vmxVcpuCreate, vmxX86Ops } from './vmx/index.js';
 import { tdxVcpuCreate, tdxX86Ops } from './tdx/index.js';
-import { tdxMachineAreaWords, tdxMachineHostInit, tdxMachinePcpuHostState } from './tdx/machine-host.js';
-import type { PcpuHostState } from '../host/host-state.js';
+import { tdxMachineAreaWords, tdxMachineHostInit, tdxMachineHostSnapshot, tdxMachineHotplug, tdxMachinePcpuHostState } from './tdx/machine-host.js';
+import type { HostVirtState, PcpuHostState } from '../host/host-state.js';
+import type { HotplugCallbacks } from '../host/hotplug-callbacks.js';
 import { svmVcpuCreate, svmX86Ops } from './svm/index.js';
 import { savicVcpuCreate, savicX86Ops } from './savic/index.js';
 
@@ -22,7 +23,11 @@ export interface VendorModule {
   /** kvm_x86_ops.vcpu_create: vendor state of a new vCPU. */
   vcpuCreate(acc: Access, v: number, firstCpu: number): void;
   /** Words of machine memory the vendor lays out itself (the layout's vendor area). */
-  areaWords?(vcpus: number, pcpus: number): number;
+  areaWords?(vcpus: number, pcpus: number, packages: number): number;
+  /** The vendor's cpuhp callbacks for pCPU hotplug, as thread `acc` runs them (TDX: tdx_offline_cpu, VMXOFF / VMXON, LP.INIT). */
+  hotplug?(acc: Access): HotplugCallbacks;
+  /** VM-wide host state for snapshots (TDX: kvm_usage_count, tdx_module_status, nr_configured_hkid). */
+  hostSnapshot?(acc: Access): HostVirtState | undefined;
   /** Once per machine, after every vCPU is created: the vendor area's boot state. */
   vmInit?(acc: Access): void;
   /** A pCPU's vendor state for snapshots (TDX: its host registers and user-return cache). */
@@ -32,7 +37,7 @@ export interface VendorModule {
 const modules: Record<Vendor, VendorModule> = {
   vmx: { ops: vmxX86Ops, vcpuCreate: vmxVcpuCreate },
   svm: { ops: svmX86Ops, vcpuCreate: (acc, v) => svmVcpuCreate(acc, v) },
-  tdx: { ops: tdxX86Ops, vcpuCreate: tdxVcpuCreate, areaWords: tdxMachineAreaWords, vmInit: tdxMachineHostInit, pcpuSnapshot: tdxMachinePcpuHostState },
+  tdx: { ops: tdxX86Ops, vcpuCreate: tdxVcpuCreate, areaWords: tdxMachineAreaWords, vmInit: tdxMachineHostInit, pcpuSnapshot: tdxMachinePcpuHostState, hotplug: tdxMachineHotplug, hostSnapshot: tdxMachineHostSnapshot },
   savic: { ops: savicX86Ops, vcpuCreate: (acc, v) => savicVcpuCreate(acc, v) },
 };
 

@@ -42,7 +42,7 @@ test('run --json: exit 0 and the documented shape', async (t) => {
   t.is(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Record<string, unknown>;
   for (const k of ['machine', 'seed', 'workload', 'seconds', 'ok', 'quiescent', 'interrupted', 'totals', 'rate', 'perVcpu', 'perVector', 'counters', 'violations', 'failure', 'events']) t.true(k in j, `missing ${k}`);
-  t.deepEqual(j.machine, { vendor: 'vmx', vcpus: 3, pcpus: 2, ringRecords: 16384 });
+  t.deepEqual(j.machine, { vendor: 'vmx', vcpus: 3, pcpus: 2, ringRecords: 16384, packages: 1 });
   t.is(j.seed, 5);
   t.is(j.ok, true);
   const totals = j.totals as { sent: number; delivered: number; coalesced: number; lost: number };

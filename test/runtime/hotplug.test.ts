@@ -92,3 +92,28 @@ for (const vendor of VENDORS) {
     t.true((r.accounting.misc.migrations ?? 0) >= 2, 'the vCPUs homed on pCPU 1 moved away');
   });
 }
+
+test.serial('TDX machine: offline runs the cpuhp teardown (tdx_offline_cpu, VMXOFF); online runs VMXON and LP.INIT; the last CPU of a package is refused while the TD holds its key', async (t) => {
+  const h = Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 3, packages: 2 }).run({ seconds: 1.2, seed: 4 });
+  await new Promise<void>((resolve) => {
+    const sub = h.progress$.subscribe(() => {
+      sub.unsubscribe();
+      resolve();
+    });
+  });
+  const s0 = h.snapshot();
+  t.deepEqual(s0.hostVirt, { kvmUsageCount: 2, tdxModuleStatus: 'INITIALIZED', nrConfiguredHkid: 1 });
+  t.true(s0.pcpus.every((p) => p.host?.virt?.vmxe === true && p.host.virt.lpInitialized));
+  // Packages: {0, 1} and {2}. pCPU 2 is the only CPU of package 1.
+  await t.throwsAsync(h.setPcpuOnline(2, false), { code: 'EMU_ERR_EBUSY', message: /tdx_offline_cpu refused with -EBUSY/ } as never);
+  t.true(h.snapshot().pcpus[2]!.active, 'a refused offline leaves the pCPU active');
+  t.true(await h.setPcpuOnline(1, false));
+  const s1 = h.snapshot();
+  t.false(s1.pcpus[1]!.host!.virt!.vmxe, 'KVM offline callback: VMXOFF');
+  t.true(s1.pcpus[1]!.host!.virt!.lpInitialized, 'LP.INIT is sticky in the module');
+  t.true(await h.setPcpuOnline(1, true));
+  t.true(h.snapshot().pcpus[1]!.host!.virt!.vmxe, 'online: VMXON again');
+  const r = await h.result;
+  t.true(r.ok, r.failure?.message ?? JSON.stringify(r.violations.slice(0, 2)));
+  t.is(r.accounting.totals.lost, 0);
+});

@@ -18,7 +18,10 @@
  * task block; per vCPU a TD host-state block.
  */
 import type { Access } from '../../mem/access.js';
-import type { PcpuHostState } from '../../host/host-state.js';
+import type { HostVirtState, PcpuHostState } from '../../host/host-state.js';
+import type { HotplugCallbacks } from '../../host/hotplug-callbacks.js';
+import type { TdxPlaces } from './bringup.js';
+import { tdxMachineBringup, tdxMachineBringupPlaces, tdxMachineCheckSeamcallCpu, tdxMachineBringupWords, tdxMachineCpuStartup, tdxMachineCpuTeardown, tdxMachineHostVirt, tdxMachinePcpuVirt } from './machine-bringup.js';
 import type { Addr, Layout, PcpuId, VcpuId } from '../../mem/layout.js';
 import { HOST_REG_BLOCK_WORDS, initHostRegs, snapshotHostRegs, type HostRegs } from '../../host/msr.js';
 import { URET_BLOCK_WORDS, kvmUserReturnMsrCpuOnline, snapshotUretCache, type UretCacheSnapshot } from '../../host/uret.js';
@@ -41,9 +44,20 @@ import {
 const PER_PCPU = HOST_REG_BLOCK_WORDS + URET_BLOCK_WORDS + HOST_CPU_BLOCK_WORDS + TDX_LP_BLOCK_WORDS;
 const PER_VCPU = TD_HS_BLOCK_WORDS + TASK_BLOCK_WORDS;
 
-/** Words of the vendor area a TDX machine needs. @emulator */
-export function tdxMachineAreaWords(vcpus: number, pcpus: number): number {
+/** Words of the host-state blocks (the first part of the vendor area). */
+function hostStateWords(vcpus: number, pcpus: number): number {
   return pcpus * (PER_PCPU + TASK_BLOCK_WORDS) + vcpus * PER_VCPU;
+}
+
+/** Words of the vendor area a TDX machine needs: host-state blocks, then the TDX host (bring-up) state. @emulator */
+export function tdxMachineAreaWords(vcpus: number, pcpus: number, packages = 1): number {
+  return hostStateWords(vcpus, pcpus) + tdxMachineBringupWords(pcpus, packages);
+}
+
+/** The TDX host (bring-up, cpuhp, module) state of this machine, or null without a vendor area. @emulator */
+export function tdxMachineHost(L: Layout): TdxPlaces | null {
+  if (!tdxMachinePlaces(L)) return null;
+  return tdxMachineBringupPlaces(L, hostStateWords(L.config.vcpus, L.config.pcpus));
 }
 
 /** The task index of vCPU v's thread, and of pCPU p's idle task. */
@@ -65,7 +79,7 @@ export function tdxMachinePlaces(L: Layout): TdxHostStatePlaces | null {
   let P = placesCache.get(L);
   if (P !== undefined) return P;
   const { vcpus, pcpus } = L.config;
-  if (L.config.vendorWords < tdxMachineAreaWords(vcpus, pcpus)) {
+  if (L.config.vendorWords < tdxMachineAreaWords(vcpus, pcpus, L.config.packages)) {
     placesCache.set(L, null);
     return null;
   }
@@ -106,6 +120,24 @@ export function tdxMachineHostInit(acc: Access): void {
     initHostCpu(acc, P, p, 0n, idleTask(L, p));
   }
   for (let v = 0; v < L.config.vcpus; v++) tdxVcpuHostStateInit(acc, P, v, vcpuTask(v));
+  tdxMachineBringup(acc, tdxMachineHost(L)!);
+}
+
+/**
+ * The cpuhp callbacks of a TDX machine's pCPU hotplug, as thread `acc` runs them (none without
+ * a vendor area).
+ * @kvm kernel/cpu.c cpuhp_invoke_callback (CPUHP_AP_KVM_ONLINE, "kvm/cpu/tdx:online")
+ */
+export function tdxMachineHotplug(acc: Access): HotplugCallbacks {
+  const b = tdxMachineHost(acc.layout);
+  if (!b) return {};
+  return { teardown: (p) => tdxMachineCpuTeardown(acc, b, p), startup: (p) => tdxMachineCpuStartup(acc, b, p) };
+}
+
+/** The VM-wide host virtualization state for snapshots (undefined without a vendor area). @emulator */
+export function tdxMachineHostSnapshot(acc: Access): HostVirtState | undefined {
+  const b = tdxMachineHost(acc.layout);
+  return b ? tdxMachineHostVirt(acc, b) : undefined;
 }
 
 /**
@@ -139,6 +171,7 @@ export function tdxMachineVcpuPut(acc: Access, v: VcpuId, p: PcpuId): void {
 export function tdxMachineVcpuRun<T>(acc: Access, v: VcpuId, p: PcpuId, runGuest: () => T): T {
   const P = tdxMachinePlaces(acc.layout);
   if (!P || p < 0) return runGuest();
+  tdxMachineCheckSeamcallCpu(acc, tdxMachineHost(acc.layout)!, p, v);
   tdxPrepareSwitchToGuest(acc, P, v);
   kvmSnapshotHostDebugctl(acc, P, v, p);
   let out: T | undefined;
@@ -167,6 +200,7 @@ export function tdxMachinePcpuHostState(acc: Access, p: PcpuId): PcpuHostState |
     regs: Object.fromEntries(Object.entries(regs).map(([k, x]) => [k, hex(x)])),
     uret: { registered: u.registered, slots: u.slots.map((s) => ({ reg: s.reg, host: hex(s.host), curr: hex(s.curr), msr: hex(s.hw) })) },
     current: cur < L.config.vcpus ? `vcpu${cur}` : `idle${cur - L.config.vcpus}`,
+    virt: tdxMachinePcpuVirt(acc, tdxMachineHost(L)!, p),
   };
 }
 
