@@ -32,10 +32,8 @@ import { APICV_INHIBIT_REASON_BLOCKIRQ, kvmSetOrClearApicvInhibit } from '../../
 import { apicSendIpiHost } from '../../kvm/kick.js';
 import { OUTSIDE_GUEST_MODE } from '../../kvm/modes.js';
 import { kvmRequestPending } from '../../kvm/requests.js';
-import { ActorStats } from '../../kvm/stats.js';
 import { vcpuEnterGuest } from '../../kvm/x86.js';
-import type { GuestAction, GuestProgram, KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
-import { Tracer, sharedClockMs } from '../../trace/events.js';
+import type { KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
 import { vendorModule } from '../../vendor/index.js';
 import { vmxX86Ops } from '../../vendor/vmx/index.js';
 import { vmxSyncPirToIrr } from '../../vendor/vmx/posted-intr.js';
@@ -44,6 +42,7 @@ import { initMachineState } from '../../runtime/vm-init.js';
 import { apicvPostedNotLost, type ApicvPirRound } from '../../invariants/apicv.js';
 import type { Violation } from '../../invariants/checks.js';
 import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
+import { RecordingGuest, scenarioKvmCtx } from '../kvm-actor.js';
 
 /** Vectors the device posts to each target per round (distinct within a round). */
 const POSTS_PER_VCPU = 4;
@@ -136,45 +135,9 @@ function scenarioOps(p: ScenarioParams): KvmX86Ops {
   };
 }
 
-/** The guest: runs, and its handler records every vector it takes (in its own received bitmap). */
-class RecordingGuest implements GuestProgram {
-  private static readonly RUN: GuestAction = { kind: 'run' };
-  constructor(
-    private readonly acc: Access,
-    private readonly received: Addr,
-  ) {}
-  onInterrupt(vector: number): void {
-    const a = (this.received + vecWord(vector)) as Addr;
-    this.acc.poke(a, this.acc.peek(a) | (1 << vecPos(vector)));
-  }
-  step(): GuestAction {
-    return RecordingGuest.RUN;
-  }
-}
-
-const kvmCtxs = new WeakMap<ScenarioCtx, KvmCtx>();
-
-/** This actor's KvmCtx: the target vCPUs run on pCPU v; the device and the VMM on no pCPU of the VM. */
+/** This actor's KvmCtx (vCPU v on pCPU v; the device and the VMM on no pCPU of the VM). */
 function kvmCtxOf(ctx: ScenarioCtx): KvmCtx {
-  let k = kvmCtxs.get(ctx);
-  if (!k) {
-    const { acc, L, params } = ctx;
-    const self = ctx.index < params.vcpus ? ctx.index : -1;
-    k = {
-      acc,
-      L,
-      nrVcpus: params.vcpus,
-      ops: scenarioOps(params),
-      stats: new ActorStats(acc, params.vcpus),
-      trace: new Tracer(acc, false, sharedClockMs()),
-      runningVcpu: self,
-      cpu: self,
-      needResched: () => false,
-      clockUs: () => 0,
-    };
-    kvmCtxs.set(ctx, k);
-  }
-  return k;
+  return scenarioKvmCtx(ctx, (c) => scenarioOps(c.params));
 }
 
 /** The 8 words of a 256-bit bitmap, word i at `at(i)`. */

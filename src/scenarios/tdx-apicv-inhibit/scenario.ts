@@ -29,17 +29,16 @@ import { APICV_INHIBIT_REASON_PHYSICAL_ID_ALIASED, kvmSetOrClearApicvInhibit } f
 import { kvmIrqDeliveryToApic } from '../../kvm/irq.js';
 import { OUTSIDE_GUEST_MODE } from '../../kvm/modes.js';
 import { kvmRequestPending } from '../../kvm/requests.js';
-import { ActorStats } from '../../kvm/stats.js';
 import { kvmVmIsBugged, vmDeadError } from '../../kvm/vm-bug.js';
 import { vcpuEnterGuest } from '../../kvm/x86.js';
-import type { GuestAction, GuestProgram, KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
-import { Tracer, sharedClockMs } from '../../trace/events.js';
+import type { GuestProgram, KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
 import { vendorModule } from '../../vendor/index.js';
 import { tdxX86Ops } from '../../vendor/tdx/index.js';
 import { initMachineState } from '../../runtime/vm-init.js';
 import { tdxApicvActiveAtEntry, tdxBuggedVmAllExited, tdxSentReachesGuest, type TdApicvRound, type TdKvmRunOutcome, type TdRerunOutcome } from '../../invariants/apicv.js';
 import type { Violation } from '../../invariants/checks.js';
 import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
+import { RecordingGuest, scenarioKvmCtx } from '../kvm-actor.js';
 
 /** Interrupts the VMM sends to each TD vCPU per round (distinct vectors within a round). */
 const SENDS_PER_VCPU = 4;
@@ -108,45 +107,9 @@ function scenarioOps(p: ScenarioParams): KvmX86Ops {
   };
 }
 
-/** The TD's guest: runs, and its handler records every vector it takes. */
-class RecordingGuest implements GuestProgram {
-  private static readonly RUN: GuestAction = { kind: 'run' };
-  constructor(
-    private readonly acc: Access,
-    private readonly received: Addr,
-  ) {}
-  onInterrupt(vector: number): void {
-    const a = (this.received + vecWord(vector)) as Addr;
-    this.acc.poke(a, this.acc.peek(a) | (1 << vecPos(vector)));
-  }
-  step(): GuestAction {
-    return RecordingGuest.RUN;
-  }
-}
-
-const kvmCtxs = new WeakMap<ScenarioCtx, KvmCtx>();
-
-/** This actor's KvmCtx: TD vCPU v runs on pCPU v; the VMM on no pCPU of the TD. */
+/** This actor's KvmCtx (vCPU v on pCPU v; the device and the VMM on no pCPU of the VM). */
 function kvmCtxOf(ctx: ScenarioCtx): KvmCtx {
-  let k = kvmCtxs.get(ctx);
-  if (!k) {
-    const { acc, L, params } = ctx;
-    const self = ctx.index < params.vcpus ? ctx.index : -1;
-    k = {
-      acc,
-      L,
-      nrVcpus: params.vcpus,
-      ops: scenarioOps(params),
-      stats: new ActorStats(acc, params.vcpus),
-      trace: new Tracer(acc, false, sharedClockMs()),
-      runningVcpu: self,
-      cpu: self,
-      needResched: () => false,
-      clockUs: () => 0,
-    };
-    kvmCtxs.set(ctx, k);
-  }
-  return k;
+  return scenarioKvmCtx(ctx, (c) => scenarioOps(c.params));
 }
 
 /**
