@@ -60,7 +60,7 @@ test('a refusing teardown callback (e.g. TDX: last CPU of a package) keeps the p
 
 for (const vendor of VENDORS) {
   test.serial(`${vendor}: offline pCPU 1 mid-storm, vCPUs migrate, nothing lost; online again`, async (t) => {
-    const h = Machine.create({ vendor, vcpus: 4, pcpus: 2 }).run({ seconds: 1.2, seed: 9 });
+    const h = Machine.create({ vendor, vcpus: 4, pcpus: 2 }).run({ seconds: 30, seed: 9 });
     await new Promise<void>((resolve) => {
       const sub = h.progress$.subscribe(() => {
         sub.unsubscribe();
@@ -75,17 +75,23 @@ for (const vendor of VENDORS) {
     t.true(snap.vcpus.every((v) => v.loadedOn !== 1));
     await t.throwsAsync(h.setPcpuOnline(0, false), { code: 'EMU_ERR_EBUSY' } as never);
     t.false(await h.setPcpuOnline(1, false), 'already offline');
-    // Stay offline for a while: vCPUs 1 and 3 (homed on pCPU 1) run on pCPU 0 meanwhile.
+    // Stay offline until vCPUs 1 and 3 (homed on pCPU 1) have been loaded on pCPU 0 (vcpu->cpu),
+    // however busy the host is; the run is long enough and is stopped once that is seen.
     await new Promise<void>((resolve) => {
-      let n = 0;
-      const sub = h.progress$.subscribe(() => {
-        if (++n < 8) return;
-        sub.unsubscribe();
-        resolve();
+      const sub = h.progress$.subscribe({
+        next: () => {
+          const s = h.snapshot();
+          if (s.vcpus[1]!.cpu !== 0 || s.vcpus[3]!.cpu !== 0) return;
+          sub.unsubscribe();
+          resolve();
+        },
+        // The run ended first: the assertions below report it.
+        complete: resolve,
       });
     });
     t.true(h.snapshot().vcpus.every((v) => v.loadedOn !== 1));
     t.true(await h.setPcpuOnline(1, true));
+    h.stop();
     const r = await h.result;
     t.true(r.ok, r.failure?.message ?? JSON.stringify(r.violations.slice(0, 2)));
     t.is(r.accounting.totals.lost, 0);
