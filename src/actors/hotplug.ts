@@ -20,8 +20,6 @@ import { pollUntil } from '../sync/wait.js';
 import { EmuError, badParam } from '../errors.js';
 import type { HotplugCallbacks } from '../host/hotplug-callbacks.js';
 
-export type { HotplugCallbacks } from '../host/hotplug-callbacks.js';
-
 /** cpu_active(p). @kvm include/linux/cpumask.h cpu_active */
 export function cpuActive(acc: Access, p: PcpuId): boolean {
   return acc.readOnce(acc.layout.pcpu(p, PCPU.ACTIVE), 'sched:cpu-active-read') !== 0;

@@ -3,20 +3,12 @@
  * 11.4 the wakeup list), pure functions over one round's record.
  */
 import type { Violation } from './checks.js';
+import { bitmapVectors } from './snapshot.js';
 import { POSTED_INTR_WAKEUP_VECTOR } from '../kvm/kick.js';
 import { IN_GUEST_MODE } from '../kvm/modes.js';
 
 const hex = (v: number) => '0x' + v.toString(16);
 
-/** Vectors set in a 256-bit bitmap given as 8 u32 words. */
-function vectorsOf(words: ArrayLike<number>): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < 8; i++) {
-    const w = (words[i] ?? 0) >>> 0;
-    for (let b = 0; b < 32; b++) if ((w >>> b) & 1) out.push(i * 32 + b);
-  }
-  return out;
-}
 
 /** Is vector v set in a 256-bit bitmap of 8 u32 words? */
 function hasVector(words: ArrayLike<number>, v: number): boolean {
@@ -53,7 +45,7 @@ export interface PiEntryRound {
  * @emulator checker of arch/x86/kvm/x86.c vcpu_enter_guest ↔ arch/x86/kvm/vmx/common.h __vmx_deliver_posted_interrupt (O1 + O2)
  */
 export function piNoStrandedAtEntry(r: PiEntryRound): Violation[] {
-  const pir = vectorsOf(r.pir);
+  const pir = bitmapVectors(r.pir);
   if (r.mode !== IN_GUEST_MODE || pir.length === 0 || !r.on || r.notificationPending) return [];
   return [
     {
@@ -115,8 +107,8 @@ export interface PiBlockRound {
  */
 export function piBlockedHasWakeInFlight(r: PiBlockRound): Violation[] {
   if (!r.sleeping) return [];
-  const pir = vectorsOf(r.pir);
-  const virr = vectorsOf(r.virr);
+  const pir = bitmapVectors(r.pir);
+  const virr = bitmapVectors(r.virr);
   if (!r.on && pir.length === 0 && virr.length === 0) return [];
   if (r.on && r.nv === POSTED_INTR_WAKEUP_VECTOR && r.wakeupPendingAtNdst) return [];
   return [

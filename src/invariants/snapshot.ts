@@ -2,7 +2,7 @@
  * Snapshots of machine state for the invariant checkers: plain data, taken by the main thread
  * through its access layer without race points (bookkeeping reads).
  */
-import { PCPU, PID, SAVIC_NMI_REQUEST, VCPU, VM, VMCB, type Layout } from '../mem/layout.js';
+import { PCPU, PID, SAVIC_NMI_REQUEST, VCPU, VM, VMCB, type Addr, type Layout } from '../mem/layout.js';
 import { APIC_IRR, APIC_ISR, APIC_PROCPRI, APIC_TASKPRI } from '../mem/apicdef.js';
 import type { Access } from '../mem/access.js';
 import type { HostVirtState, PcpuHostState } from '../host/host-state.js';
@@ -91,18 +91,22 @@ function loadedOn(acc: Access, L: Layout, v: number): number {
   return -1;
 }
 
-function words(acc: Access, f: (i: number) => number): number[] {
+/**
+ * The 8 words of a 256-bit bitmap, word i at `at(i)` (bookkeeping reads, unsigned).
+ * @emulator
+ */
+export function peekBitmap(acc: Access, at: (i: number) => Addr): number[] {
   const out: number[] = [];
-  for (let i = 0; i < 8; i++) out.push(acc.peek(f(i) as never) >>> 0);
+  for (let i = 0; i < 8; i++) out.push(acc.peek(at(i)) >>> 0);
   return out;
 }
 
 function savicSnapshot(acc: Access, L: Layout, v: number): SavicSnapshot {
   return {
-    irr: words(acc, (i) => L.savicBacking(v, APIC_IRR + 0x10 * i)),
-    isr: words(acc, (i) => L.savicBacking(v, APIC_ISR + 0x10 * i)),
+    irr: peekBitmap(acc, (i) => L.savicBacking(v, APIC_IRR + 0x10 * i)),
+    isr: peekBitmap(acc, (i) => L.savicBacking(v, APIC_ISR + 0x10 * i)),
     tpr: acc.peek(L.savicBacking(v, APIC_TASKPRI)),
-    requestedIrr: words(acc, (i) => L.vmcb(v, VMCB.REQUESTED_IRR, i)),
+    requestedIrr: peekBitmap(acc, (i) => L.vmcb(v, VMCB.REQUESTED_IRR, i)),
     updateIrr: acc.peek(L.vmcb(v, VMCB.UPDATE_IRR)),
     hasPendingIpi: acc.peek(L.vmcb(v, VMCB.HAS_PENDING_IPI)),
     nmiRequest: acc.peek(L.savicBacking(v, SAVIC_NMI_REQUEST)) & 1,
@@ -128,13 +132,13 @@ export function snapshotMachine(acc: Access): MachineSnapshot {
       apicvActive: acc.peek(L.vcpu(v, VCPU.APICV_ACTIVE)),
       rvi: st & 0xff,
       svi: (st >>> 8) & 0xff,
-      pir: words(acc, (i) => L.pid(v, PID.PIR, i)),
+      pir: peekBitmap(acc, (i) => L.pid(v, PID.PIR, i)),
       on: (ctl & 1) !== 0,
       sn: (ctl & 2) !== 0,
       nv: (ctl >>> 16) & 0xff,
       ndst: acc.peek(L.pid(v, PID.NDST)),
-      irr: words(acc, (i) => L.apicBitmapWord(v, APIC_IRR, i)),
-      isr: words(acc, (i) => L.apicBitmapWord(v, APIC_ISR, i)),
+      irr: peekBitmap(acc, (i) => L.apicBitmapWord(v, APIC_IRR, i)),
+      isr: peekBitmap(acc, (i) => L.apicBitmapWord(v, APIC_ISR, i)),
       tpr: acc.peek(L.apicReg(v, APIC_TASKPRI)),
       ppr: acc.peek(L.apicReg(v, APIC_PROCPRI)),
       timerDeadline: acc.peek(L.vcpu(v, VCPU.TIMER_DEADLINE)),
@@ -157,10 +161,10 @@ export function snapshotMachine(acc: Access): MachineSnapshot {
 }
 
 /** Vectors set in a 256-bit bitmap given as 8 words. */
-export function bitmapVectors(w: readonly number[]): number[] {
+export function bitmapVectors(w: ArrayLike<number>): number[] {
   const out: number[] = [];
   for (let i = 0; i < 8; i++) {
-    let x = w[i]! >>> 0;
+    let x = (w[i] ?? 0) >>> 0;
     while (x !== 0) {
       const b = 31 - Math.clz32(x);
       x &= ~(1 << b);

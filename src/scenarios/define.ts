@@ -87,3 +87,13 @@ export function findVariant(def: ScenarioDef, name: string | undefined): Scenari
   if (!v) throw badParam('variant', `"${name}" is not a variant of ${def.id} (variants: ${def.variants.map((x) => x.name).join(', ')})`);
   return v;
 }
+
+/**
+ * Think time: spin a seeded random 0..max-1 cpu_relax iterations at `label` (the actor's own
+ * pacing, the same in every variant; not a widened race point).
+ * @emulator
+ */
+export function thinkSpins(ctx: ScenarioCtx, label: string, max: number): void {
+  const n = ctx.prng.below(max);
+  for (let i = 0; i < n; i++) ctx.acc.cpuRelax(label);
+}

@@ -2,7 +2,10 @@
  * Pieces scenarios share when their actors run real KVM code (vcpu_enter_guest, the vendor ops)
  * on a slice of a machine: a KvmCtx per scenario actor, and a guest that records what it takes.
  */
-import { vecPos, vecWord, type Addr } from '../mem/layout.js';
+import { PCPU, VCPU, VM, vecPos, vecWord, type Addr } from '../mem/layout.js';
+import { OUTSIDE_GUEST_MODE } from '../kvm/modes.js';
+import { initMachineState } from '../runtime/vm-init.js';
+import { vendorModule, type Vendor } from '../vendor/index.js';
 import type { Access } from '../mem/access.js';
 import { ActorStats } from '../kvm/stats.js';
 import type { GuestAction, GuestProgram, KvmCtx, KvmX86Ops } from '../kvm/x86-ops.js';
@@ -56,4 +59,27 @@ export function scenarioKvmCtx(ctx: ScenarioCtx, ops: (ctx: ScenarioCtx) => KvmX
     kvmCtxs.set(ctx, k);
   }
   return k;
+}
+
+/**
+ * A fresh VM of `vendor` for a round (KVM_CREATE_VM + KVM_CREATE_VCPU, as the machine does): no
+ * inhibit, not bugged, vCPU v loaded on pCPU v and outside guest mode, every scenario scratch
+ * word (the first `scratchWords`) cleared.
+ * @emulator
+ */
+export function resetVmSlice(acc: Access, vendor: Vendor, vcpus: number, scratchWords: number): void {
+  const L = acc.layout;
+  initMachineState(acc, vendorModule(vendor));
+  acc.poke(L.vm(VM.APICV_INHIBIT_REASONS), 0);
+  acc.poke(L.vm(VM.VM_BUGGED), 0);
+  for (let v = 0; v < vcpus; v++) {
+    acc.poke(L.vcpu(v, VCPU.MODE), OUTSIDE_GUEST_MODE);
+    acc.poke(L.vcpu(v, VCPU.REQUESTS), 0);
+    acc.poke(L.vcpu(v, VCPU.CPU), v);
+    acc.poke(L.vcpu(v, VCPU.GUEST_INTR_STATUS), 0);
+    acc.poke(L.vcpu(v, VCPU.TIMER_DEADLINE), 0);
+    acc.poke(L.pcpu(v, PCPU.CURRENT_VCPU), v);
+    acc.poke(L.pcpu(v, PCPU.HOST_IRR_SYS), 0);
+  }
+  for (let i = 0; i < scratchWords; i++) acc.poke(L.scratch(i), 0);
 }

@@ -48,7 +48,7 @@ import { KVM_REQ_APICV_UPDATE, kvmCheckRequest, kvmMakeRequest } from '../../kvm
 import { memslotDisabledImpliesGone, memslotInhibitSticky, type MemslotLookup, type MemslotOp, type MemslotRound, type MemslotUpdate } from '../../invariants/memslot.js';
 import type { Violation } from '../../invariants/checks.js';
 import { EmuError } from '../../errors.js';
-import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
+import { thinkSpins, type ScenarioCtx, type ScenarioDef, type ScenarioParams } from '../define.js';
 
 /** Slots of one memslots array; the last one stands for APIC_ACCESS_PAGE_PRIVATE_MEMSLOT. */
 const NR_SLOTS = 14;
@@ -272,11 +272,6 @@ export function apicX2apicMode(acc: Access, v: VcpuId): boolean {
   return (acc.readOnce(acc.layout.vcpu(v, VCPU.APIC_BASE), 'x2apic:apic-base-read') & X2APIC_ENABLE) !== 0;
 }
 
-/** Spin a seeded random 0..max-1 cpu_relax iterations (think time; not a widened race point). */
-function thinkSpins(ctx: ScenarioCtx, label: string, max: number): void {
-  const n = ctx.prng.below(max);
-  for (let i = 0; i < n; i++) ctx.acc.cpuRelax(label);
-}
 
 /** The guest runs for a seeded slice (SRCU dropped). */
 function guestRun(ctx: ScenarioCtx): void {

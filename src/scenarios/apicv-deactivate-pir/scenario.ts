@@ -25,24 +25,22 @@
  * which is where the fix removed it (the entry sync and the fastpath re-entry sync).
  */
 import { APIC_IRR, APIC_ISR } from '../../mem/apicdef.js';
-import { PCPU, PID, VCPU, VM, planScratch, vecPos, vecWord, type Addr, type Layout, type VcpuId } from '../../mem/layout.js';
+import { PID, VCPU, VM, planScratch, vecPos, vecWord, type Addr, type Layout, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 import { apicFindHighestIrr, apicSearchIrr } from '../../apic/index.js';
 import { APICV_INHIBIT_REASON_BLOCKIRQ, kvmSetOrClearApicvInhibit } from '../../kvm/apicv.js';
 import { apicSendIpiHost } from '../../kvm/kick.js';
-import { OUTSIDE_GUEST_MODE } from '../../kvm/modes.js';
 import { kvmRequestPending } from '../../kvm/requests.js';
 import { vcpuEnterGuest } from '../../kvm/x86.js';
 import type { KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
-import { vendorModule } from '../../vendor/index.js';
 import { vmxX86Ops } from '../../vendor/vmx/index.js';
 import { vmxSyncPirToIrr } from '../../vendor/vmx/posted-intr.js';
 import { piNv, piTestAndSetOn, piTestAndSetPir, piTestSn } from '../../vendor/vmx/pi-desc.js';
-import { initMachineState } from '../../runtime/vm-init.js';
 import { apicvPostedNotLost, type ApicvPirRound } from '../../invariants/apicv.js';
 import type { Violation } from '../../invariants/checks.js';
-import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
-import { RecordingGuest, scenarioKvmCtx } from '../kvm-actor.js';
+import { bitmapVectors, peekBitmap } from '../../invariants/snapshot.js';
+import { thinkSpins, type ScenarioCtx, type ScenarioDef, type ScenarioParams } from '../define.js';
+import { RecordingGuest, resetVmSlice, scenarioKvmCtx } from '../kvm-actor.js';
 
 /** Vectors the device posts to each target per round (distinct within a round). */
 const POSTS_PER_VCPU = 4;
@@ -140,25 +138,11 @@ function kvmCtxOf(ctx: ScenarioCtx): KvmCtx {
   return scenarioKvmCtx(ctx, (c) => scenarioOps(c.params));
 }
 
-/** The 8 words of a 256-bit bitmap, word i at `at(i)`. */
-function bitmap(acc: Access, at: (i: number) => Addr): number[] {
-  return Array.from({ length: 8 }, (_, i) => acc.peek(at(i)) >>> 0);
-}
 
 /** Word i of a bitmap kept in consecutive scratch words from `first`. */
 const scratchWords = (first: Addr) => (i: number) => (first + i) as Addr;
 
-function vectorsOf(words: readonly number[]): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < 8; i++) for (let b = 0; b < 32; b++) if (((words[i] ?? 0) >>> b) & 1) out.push(i * 32 + b);
-  return out;
-}
 
-/** Spin a seeded random 0..max-1 cpu_relax iterations (think time; not a widened race point). */
-function think(ctx: ScenarioCtx, label: string, max: number): void {
-  const n = ctx.prng.below(max);
-  for (let i = 0; i < n; i++) ctx.acc.cpuRelax(label);
-}
 
 /** A target vCPU: KVM_RUN until the device and the VMM are done and everything posted arrived (or it settled). */
 function targetRound(ctx: ScenarioCtx): void {
@@ -190,7 +174,7 @@ function deviceRound(ctx: ScenarioCtx): void {
   const { acc, L, params } = ctx;
   const n = params.vcpus;
   for (let i = 0; i < POSTS_PER_VCPU * n; i++) {
-    think(ctx, 'device:gap', DEVICE_GAP_SPINS);
+    thinkSpins(ctx, 'device:gap', DEVICE_GAP_SPINS);
     const v = i % n;
     const posted = block(L, params, v, BLK.POSTED);
     let vector: number;
@@ -206,7 +190,7 @@ function deviceRound(ctx: ScenarioCtx): void {
 /** The VMM (a debugger thread): KVM_SET_GUEST_DEBUG with BLOCKIRQ at a seeded random time. */
 function vmmRound(ctx: ScenarioCtx): void {
   const k = kvmCtxOf(ctx);
-  think(ctx, 'vmm:delay', VMM_DELAY_SPINS);
+  thinkSpins(ctx, 'vmm:delay', VMM_DELAY_SPINS);
   // kvm_arch_vcpu_guestdbg_update_apicv_inhibit -> kvm_set_or_clear_apicv_inhibit(BLOCKIRQ, true)
   kvmSetOrClearApicvInhibit(k, APICV_INHIBIT_REASON_BLOCKIRQ, true);
   ctx.acc.poke(ctx.L.scratch(plan(ctx.params).at.vmmDone), 1);
@@ -214,21 +198,7 @@ function vmmRound(ctx: ScenarioCtx): void {
 
 /** A fresh VMX VM for every round: APICv active, no inhibit, target v loaded on pCPU v. */
 function setup(acc: Access, p: ScenarioParams): void {
-  const L = acc.layout;
-  initMachineState(acc, vendorModule('vmx'));
-  acc.poke(L.vm(VM.APICV_INHIBIT_REASONS), 0);
-  acc.poke(L.vm(VM.VM_BUGGED), 0);
-  for (let v = 0; v < p.vcpus; v++) {
-    acc.poke(L.vcpu(v, VCPU.MODE), OUTSIDE_GUEST_MODE);
-    acc.poke(L.vcpu(v, VCPU.REQUESTS), 0);
-    acc.poke(L.vcpu(v, VCPU.CPU), v);
-    acc.poke(L.vcpu(v, VCPU.GUEST_INTR_STATUS), 0);
-    acc.poke(L.vcpu(v, VCPU.TIMER_DEADLINE), 0);
-    acc.poke(L.pcpu(v, PCPU.CURRENT_VCPU), v);
-    acc.poke(L.pcpu(v, PCPU.HOST_IRR_SYS), 0);
-  }
-  const { words } = plan(p);
-  for (let i = 0; i < words; i++) acc.poke(L.scratch(i), 0);
+  resetVmSlice(acc, 'vmx', p.vcpus, plan(p).words);
 }
 
 /** The round's records for the checker (role 0, after the round). */
@@ -240,12 +210,12 @@ function roundRecords(ctx: ScenarioCtx): ApicvPirRound[] {
       vcpu: v,
       apicvActive: acc.peek(L.vcpu(v, VCPU.APICV_ACTIVE)) !== 0,
       inhibitReasons: acc.peek(L.vm(VM.APICV_INHIBIT_REASONS)),
-      posted: vectorsOf(bitmap(acc, scratchWords(block(L, params, v, BLK.POSTED)))),
-      received: vectorsOf(bitmap(acc, scratchWords(block(L, params, v, BLK.RECEIVED)))),
-      pir: bitmap(acc, (i) => L.pid(v, PID.PIR, i)),
+      posted: bitmapVectors(peekBitmap(acc, scratchWords(block(L, params, v, BLK.POSTED)))),
+      received: bitmapVectors(peekBitmap(acc, scratchWords(block(L, params, v, BLK.RECEIVED)))),
+      pir: peekBitmap(acc, (i) => L.pid(v, PID.PIR, i)),
       on: (acc.peek(L.pid(v, PID.CONTROL)) & 1) !== 0,
-      irr: bitmap(acc, (i) => L.apicBitmapWord(v, APIC_IRR, i)),
-      isr: bitmap(acc, (i) => L.apicBitmapWord(v, APIC_ISR, i)),
+      irr: peekBitmap(acc, (i) => L.apicBitmapWord(v, APIC_IRR, i)),
+      isr: peekBitmap(acc, (i) => L.apicBitmapWord(v, APIC_ISR, i)),
       injected: acc.peek(L.vcpu(v, VCPU.INJECTED)),
       inactiveEntries: acc.peek(block(L, params, v, BLK.INACTIVE_ENTRIES)),
     });

@@ -26,6 +26,7 @@ import { doorbellRing, pollUntil } from '../../sync/index.js';
 import { piNoStrandedAtEntry, piPostedReachesTarget, type PiEntryRound } from '../../invariants/posted-intr.js';
 import type { Violation } from '../../invariants/checks.js';
 import { EmuError } from '../../errors.js';
+import { bitmapVectors } from '../../invariants/snapshot.js';
 import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
 
 /**
@@ -181,15 +182,6 @@ export function piEnterGuestMode(ctx: ScenarioCtx): void {
   }
 }
 
-/** Words taken from a bitmap as a vector list. */
-function vectorsOf(words: ArrayLike<number>): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < 8; i++) {
-    const w = (words[i] ?? 0) >>> 0;
-    for (let b = 0; b < 32; b++) if ((w >>> b) & 1) out.push(i * 32 + b);
-  }
-  return out;
-}
 
 /** Keep a record of picked-up PIR words in scratch area `first` (bookkeeping on the target's own words). */
 function record(ctx: ScenarioCtx, first: number, words: readonly number[]): void {
@@ -327,8 +319,8 @@ function roundRecord(ctx: ScenarioCtx): PiEntryRound {
     notificationPending: (acc.peek(L.pcpu(TARGET_PCPU, PCPU.HOST_IRR_SYS)) & piSysvecBit(POSTED_INTR_VECTOR)) !== 0,
     posted,
     virr: words((i) => L.apicBitmapWord(TARGET, APIC_IRR, i)),
-    syncedAtEntry: vectorsOf(words((i) => L.scratch(at.synced + i))),
-    notified: vectorsOf(words((i) => L.scratch(at.notified + i))),
+    syncedAtEntry: bitmapVectors(words((i) => L.scratch(at.synced + i))),
+    notified: bitmapVectors(words((i) => L.scratch(at.notified + i))),
   };
 }
 

@@ -22,23 +22,21 @@
  * inhibit through kvm_set_or_clear_apicv_inhibit (src/kvm/apicv.ts).
  */
 import { APIC_IRR } from '../../mem/apicdef.js';
-import { PCPU, PID, VCPU, VM, planScratch, vecPos, vecWord, type Addr, type Layout, type VcpuId } from '../../mem/layout.js';
+import { PID, VCPU, VM, planScratch, vecPos, vecWord, type Addr, type Layout, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 import { EmuError } from '../../errors.js';
 import { APICV_INHIBIT_REASON_PHYSICAL_ID_ALIASED, kvmSetOrClearApicvInhibit } from '../../kvm/apicv.js';
 import { kvmIrqDeliveryToApic } from '../../kvm/irq.js';
-import { OUTSIDE_GUEST_MODE } from '../../kvm/modes.js';
 import { kvmRequestPending } from '../../kvm/requests.js';
 import { kvmVmIsBugged, vmDeadError } from '../../kvm/vm-bug.js';
 import { vcpuEnterGuest } from '../../kvm/x86.js';
 import type { GuestProgram, KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
-import { vendorModule } from '../../vendor/index.js';
 import { tdxX86Ops } from '../../vendor/tdx/index.js';
-import { initMachineState } from '../../runtime/vm-init.js';
 import { tdxApicvActiveAtEntry, tdxBuggedVmAllExited, tdxSentReachesGuest, type TdApicvRound, type TdKvmRunOutcome, type TdRerunOutcome } from '../../invariants/apicv.js';
 import type { Violation } from '../../invariants/checks.js';
-import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
-import { RecordingGuest, scenarioKvmCtx } from '../kvm-actor.js';
+import { bitmapVectors, peekBitmap } from '../../invariants/snapshot.js';
+import { thinkSpins, type ScenarioCtx, type ScenarioDef, type ScenarioParams } from '../define.js';
+import { RecordingGuest, resetVmSlice, scenarioKvmCtx } from '../kvm-actor.js';
 
 /** Interrupts the VMM sends to each TD vCPU per round (distinct vectors within a round). */
 const SENDS_PER_VCPU = 4;
@@ -130,11 +128,6 @@ function isVmDead(e: unknown): boolean {
   return e instanceof EmuError && e.code === 'EMU_ERR_VM_BUGGED';
 }
 
-/** Spin a seeded random 0..max-1 cpu_relax iterations (think time; not a widened race point). */
-function think(ctx: ScenarioCtx, label: string, max: number): void {
-  const n = ctx.prng.below(max);
-  for (let i = 0; i < n; i++) ctx.acc.cpuRelax(label);
-}
 
 /**
  * A TD vCPU's thread (the VMM's vCPU loop): KVM_RUN until the VMM is done and everything sent
@@ -200,7 +193,7 @@ function vmmRound(ctx: ScenarioCtx): void {
   const total = SENDS_PER_VCPU * n;
   const inhibitAt = ctx.prng.below(total + 1);
   for (let i = 0; i <= total; i++) {
-    think(ctx, 'vmm:gap', VMM_GAP_SPINS);
+    thinkSpins(ctx, 'vmm:gap', VMM_GAP_SPINS);
     if (i === inhibitAt) kvmSetOrClearApicvInhibit(k, APICV_INHIBIT_REASON_PHYSICAL_ID_ALIASED, true);
     if (i === total) break;
     const v = i % n;
@@ -218,31 +211,9 @@ function vmmRound(ctx: ScenarioCtx): void {
 
 /** A fresh TD for every round: APICv forced active, no inhibit, not bugged, vCPU v loaded on pCPU v. */
 function setup(acc: Access, p: ScenarioParams): void {
-  const L = acc.layout;
-  initMachineState(acc, vendorModule('tdx'));
-  acc.poke(L.vm(VM.APICV_INHIBIT_REASONS), 0);
-  acc.poke(L.vm(VM.VM_BUGGED), 0);
-  for (let v = 0; v < p.vcpus; v++) {
-    acc.poke(L.vcpu(v, VCPU.MODE), OUTSIDE_GUEST_MODE);
-    acc.poke(L.vcpu(v, VCPU.REQUESTS), 0);
-    acc.poke(L.vcpu(v, VCPU.CPU), v);
-    acc.poke(L.vcpu(v, VCPU.GUEST_INTR_STATUS), 0);
-    acc.poke(L.vcpu(v, VCPU.TIMER_DEADLINE), 0);
-    acc.poke(L.pcpu(v, PCPU.CURRENT_VCPU), v);
-    acc.poke(L.pcpu(v, PCPU.HOST_IRR_SYS), 0);
-  }
-  const { words } = plan(p);
-  for (let i = 0; i < words; i++) acc.poke(L.scratch(i), 0);
+  resetVmSlice(acc, 'tdx', p.vcpus, plan(p).words);
 }
 
-function vectorsOf(acc: Access, at: (i: number) => Addr): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < 8; i++) {
-    const w = acc.peek(at(i)) >>> 0;
-    for (let b = 0; b < 32; b++) if ((w >>> b) & 1) out.push(i * 32 + b);
-  }
-  return out;
-}
 
 /** The round's record for the checkers (role 0, after the round). */
 function roundRecord(ctx: ScenarioCtx): TdApicvRound {
@@ -260,8 +231,8 @@ function roundRecord(ctx: ScenarioCtx): TdApicvRound {
       dyingEntries: acc.peek(b(BLK.DYING)),
       kvmRun: KVM_RUN_OUTCOMES[acc.peek(b(BLK.KVM_RUN))] ?? 'returned',
       rerun: RERUN_OUTCOMES[acc.peek(b(BLK.RERUN))] ?? 'not-tried',
-      sent: vectorsOf(acc, (i) => (b(BLK.SENT) + i) as Addr),
-      received: vectorsOf(acc, (i) => (b(BLK.RECEIVED) + i) as Addr),
+      sent: bitmapVectors(peekBitmap(acc, (i) => (b(BLK.SENT) + i) as Addr)),
+      received: bitmapVectors(peekBitmap(acc, (i) => (b(BLK.RECEIVED) + i) as Addr)),
       pir: words((i) => L.pid(v, PID.PIR, i)),
       on: (acc.peek(L.pid(v, PID.CONTROL)) & 1) !== 0,
       irr: words((i) => L.apicBitmapWord(v, APIC_IRR, i)),

@@ -65,7 +65,7 @@ import {
 } from '../../vendor/tdx/bringup.js';
 import { kvmOnlineCpusVmxOn, tdxConfigAllOnlineLpsInit, tdxInitOnce, tdxSeamcallOnReadyCpu, type SeamcallRecord, type SysConfigRecord, type TdxBringupRound } from '../../invariants/tdx-bringup.js';
 import type { Violation } from '../../invariants/checks.js';
-import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
+import { thinkSpins, type ScenarioCtx, type ScenarioDef, type ScenarioParams } from '../define.js';
 
 /** Packages of the modelled host. */
 const NR_PKGS = 2;
@@ -132,16 +132,11 @@ function model(ctx: ScenarioCtx): Model {
   return m;
 }
 
-/** Spin a seeded random 0..max-1 cpu_relax iterations (think time; not a widened race point). */
-function think(ctx: ScenarioCtx, label: string, max: number): void {
-  const n = ctx.prng.below(max);
-  for (let i = 0; i < n; i++) ctx.acc.cpuRelax(label);
-}
 
 /** kvm_intel load on CPU0: the variant's TDX bring-up, then kvm_init (/dev/kvm last). */
 function moduleInitRound(ctx: ScenarioCtx, m: Model): void {
   const { acc, params } = ctx;
-  think(ctx, 'think:module', MODULE_START_SPINS);
+  thinkSpins(ctx, 'think:module', MODULE_START_SPINS);
   let r: number;
   if (m.v19) {
     // BUG (deliberate, buggy-seed-v19): the seed's bring-up function as a whole — VMXON +
@@ -166,13 +161,13 @@ function moduleInitRound(ctx: ScenarioCtx, m: Model): void {
 function hotplugRound(ctx: ScenarioCtx, m: Model): void {
   const { acc, prng } = ctx;
   const n = ctx.params.vcpus;
-  think(ctx, 'think:hotplug', HOTPLUG_START_SPINS);
+  thinkSpins(ctx, 'think:hotplug', HOTPLUG_START_SPINS);
   for (let k = 0; k < HOTPLUG_CYCLES; k++) {
     const cpu = 1 + prng.below(n - 1);
     cpuDown(acc, m.b.module.cpuhp, cpu, m.cbs);
-    think(ctx, 'think:hotplug', HOTPLUG_GAP_SPINS);
+    thinkSpins(ctx, 'think:hotplug', HOTPLUG_GAP_SPINS);
     cpuUp(acc, m.b.module.cpuhp, cpu, m.cbs);
-    think(ctx, 'think:hotplug', HOTPLUG_GAP_SPINS);
+    thinkSpins(ctx, 'think:hotplug', HOTPLUG_GAP_SPINS);
   }
 }
 
@@ -182,13 +177,13 @@ function vmRound(ctx: ScenarioCtx, m: Model): void {
   const loaded = wordAt(m.round, ROUND.LOADED);
   pollUntil(acc, loaded, 'vm:wait-dev-kvm', () => acc.loadAcquire(loaded, 'vm:wait-dev-kvm') !== 0, () => '/dev/kvm (kvm_intel load)');
   if (!tdxEnabled(acc, m.b)) return;
-  think(ctx, 'think:vm', VM_THINK_SPINS);
+  thinkSpins(ctx, 'think:vm', VM_THINK_SPINS);
   const ref = m.v19 ? hardwareEnableAll(acc, m.b.kvm, m.ops) : kvmEnableVirtualization(acc, m.b.kvm, m.ops, m.cbs); // kvm_create_vm
   if (ref !== 0) return;
   if (tdxTdInit(acc, m.b, BOOT_CPU) === 0) {
     for (let pass = 0; pass < 2; pass++) {
       for (let v = 0; v < ctx.params.vcpus; v++) tdxVcpuRun(acc, m.b, v);
-      think(ctx, 'think:vm', VM_THINK_SPINS);
+      thinkSpins(ctx, 'think:vm', VM_THINK_SPINS);
     }
     tdxMmuReleaseHkid(acc, m.b, BOOT_CPU);
   }

@@ -48,7 +48,7 @@ import {
 import { tdxTdKeepsPackagesOnline, type TdPackageSample } from '../../invariants/tdx-bringup.js';
 import type { Violation } from '../../invariants/checks.js';
 import { EmuError } from '../../errors.js';
-import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
+import { thinkSpins, type ScenarioCtx, type ScenarioDef, type ScenarioParams } from '../define.js';
 
 const NR_PKGS = 2;
 const LOG_CAPACITY = 128;
@@ -117,10 +117,6 @@ function model(ctx: ScenarioCtx): Model {
   return m;
 }
 
-function think(ctx: ScenarioCtx, label: string, max: number): void {
-  const n = ctx.prng.below(max);
-  for (let i = 0; i < n; i++) ctx.acc.cpuRelax(label);
-}
 
 /** Record which packages hold the TD's key and which have an online CPU (bookkeeping reads). */
 function sample(acc: Access, m: Model, where: number, cpu: number): void {
@@ -136,13 +132,13 @@ function sample(acc: Access, m: Model, where: number, cpu: number): void {
 /** The VMM on CPU0: a TD from creation to destruction. */
 function vmRound(ctx: ScenarioCtx, m: Model): void {
   const { acc } = ctx;
-  think(ctx, 'think:vm', VM_START_SPINS);
+  thinkSpins(ctx, 'think:vm', VM_START_SPINS);
   if (kvmEnableVirtualization(acc, m.b.kvm, m.ops, m.cbs) !== 0) return; // kvm_create_vm
   if (tdxTdInit(acc, m.b, BOOT_CPU) === 0) {
     for (let pass = 0; pass < VM_PASSES; pass++) {
       for (let v = 0; v < ctx.params.vcpus; v++) tdxVcpuRun(acc, m.b, v);
       sample(acc, m, 0, BOOT_CPU);
-      think(ctx, 'think:vm', VM_RUN_SPINS);
+      thinkSpins(ctx, 'think:vm', VM_RUN_SPINS);
     }
     const rel = tdxMmuReleaseHkid(acc, m.b, BOOT_CPU);
     acc.poke(wordAt(m.round, ROUND.RELEASE), rel.released ? 2 : 1);
@@ -157,10 +153,10 @@ function hotplugRound(ctx: ScenarioCtx, m: Model): void {
   const n = ctx.params.vcpus;
   const last = Array.from({ length: n }, (_, c) => c).filter((c) => contiguousPackage(n, NR_PKGS, c) === NR_PKGS - 1);
   if (prng.next() < 0.5) last.reverse();
-  think(ctx, 'think:hotplug', HOTPLUG_START_SPINS);
+  thinkSpins(ctx, 'think:hotplug', HOTPLUG_START_SPINS);
   for (const cpu of last) {
     if (cpuDown(acc, m.b.module.cpuhp, cpu, m.cbs) === 0) sample(acc, m, 1, cpu);
-    think(ctx, 'think:hotplug', HOTPLUG_GAP_SPINS);
+    thinkSpins(ctx, 'think:hotplug', HOTPLUG_GAP_SPINS);
   }
   for (const cpu of last) cpuUp(acc, m.b.module.cpuhp, cpu, m.cbs);
 }

@@ -31,7 +31,6 @@ import {
   TD_HS_BLOCK_WORDS,
   TD_LINUX_GUEST,
   kvmSnapshotHostDebugctl,
-  peekTdHostState,
   tdxPrepareSwitchToGuest,
   tdxVcpuHostStateInit,
   tdxVcpuLoad,
@@ -202,12 +201,4 @@ export function tdxMachinePcpuHostState(acc: Access, p: PcpuId): PcpuHostState |
     current: cur < L.config.vcpus ? `vcpu${cur}` : `idle${cur - L.config.vcpus}`,
     virt: tdxMachinePcpuVirt(acc, tdxMachineHost(L)!, p),
   };
-}
-
-/** A TD vCPU's host-state bookkeeping, for snapshots (bookkeeping reads). @emulator */
-export function tdxMachineVcpuHostState(acc: Access, v: VcpuId): { guestStateLoaded: boolean; guestEntered: boolean } | undefined {
-  const P = tdxMachinePlaces(acc.layout);
-  if (!P) return undefined;
-  const s = peekTdHostState(acc, P, v);
-  return { guestStateLoaded: s.guestStateLoaded, guestEntered: s.guestEntered };
 }
