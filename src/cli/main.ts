@@ -29,7 +29,8 @@ interface RunFlags {
   vcpus: string;
   pcpus: string;
   packages: string;
-  seconds: string;
+  seconds?: string;
+  sends?: string;
   seed?: string;
   burst: string;
   json?: boolean;
@@ -73,7 +74,8 @@ async function runWithUi(m: Machine, opts: Parameters<Machine['run']>[0], label:
   // One line once every actor runs (also the cue for scripts that want to interrupt a run).
   const startedSub = handle.progress$.subscribe(() => {
     startedSub.unsubscribe();
-    if (!bar) err(`hvemu: ${label} running for ${opts?.seconds ?? 1} s (Ctrl-C stops it and prints the partial accounting)`);
+    const budget = opts?.sends === undefined ? `for ${opts?.seconds ?? 1} s` : `until ${opts.sends} interrupts are sent (at most ${opts.seconds ?? 300} s)`;
+    if (!bar) err(`hvemu: ${label} running ${budget} (Ctrl-C stops it and prints the partial accounting)`);
   });
   try {
     const r = await handle.result;
@@ -94,10 +96,13 @@ function machineFrom(f: RunFlags): Machine {
 
 async function cmdRun(f: RunFlags): Promise<number> {
   const m = machineFrom(f);
-  const seconds = parseNumberOption('seconds', f.seconds);
+  const sends = f.sends === undefined ? undefined : parseIntOption('sends', f.sends);
+  // With a count budget --seconds is only the upper bound that catches a run making no progress.
+  const seconds = f.seconds === undefined ? (sends === undefined ? 2 : 300) : parseNumberOption('seconds', f.seconds);
   const seed = f.seed !== undefined ? parseIntOption('seed', f.seed) : (Date.now() % 0xffffffff) >>> 0;
   const opts = {
     seconds,
+    ...(sends === undefined ? {} : { sends }),
     seed,
     trace: f.trace || f.traceOut !== undefined,
     deadlineMs: parseIntOption('deadline-ms', f.deadlineMs),
@@ -220,11 +225,12 @@ export function buildProgram(): Command {
     .option('--vcpus <n>', 'number of vCPUs (1-256)', String(DEFAULT_MACHINE.vcpus))
     .option('--pcpus <n>', 'number of physical CPUs (1-64; tdx: 1-31)', String(DEFAULT_MACHINE.pcpus))
     .option('--packages <n>', 'physical packages the pCPUs are split into (1-pcpus)', String(DEFAULT_MACHINE.packages))
-    .option('--seconds <s>', 'length of the run', '2')
+    .option('--seconds <s>', 'length of the run (default 2; with --sends, an upper bound of 300)')
+    .option('--sends <n>', 'end the run once the guests have sent N interrupts (a count budget)')
     .option('--seed <x>', 'seed of every random choice (default: time-based, printed)')
     .option('--burst <n>', 'IPIs a guest sends between two HLTs (0 = never halt)', String(DEFAULT_STORM.burst))
     .option('--deadline-ms <ms>', 'report an actor stuck in one wait for this long', '10000')
-    .option('--drain-ms <ms>', 'longest wait for quiescence after the run', '3000')
+    .option('--drain-ms <ms>', 'longest wait for quiescence after the run', '10000')
     .option('--no-trace', 'do not record events (faster; violations then come without their last events)')
     .option('--trace-out <file>', 'write every event to a msgpack file')
     .option('--json', 'print the result as JSON')
@@ -266,7 +272,7 @@ export function buildProgram(): Command {
 }
 
 const USAGE =
-  'usage: hvemu run [--vcpus N] [--pcpus M] [--packages P] [--seconds S] [--seed X] [--vendor vmx|svm|tdx|savic] [--burst B] [--json] [--trace-out FILE]\n' +
+  'usage: hvemu run [--vcpus N] [--pcpus M] [--packages P] [--seconds S | --sends N] [--seed X] [--vendor vmx|svm|tdx|savic] [--burst B] [--json] [--trace-out FILE]\n' +
   '       hvemu list [--json]\n' +
   '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--trace FILE] [--json]\n' +
   '       hvemu tour [--seconds S] [--json]\n' +

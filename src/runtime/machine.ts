@@ -23,6 +23,7 @@ import { EmuError, badParam, fromWire, type EmuErrorCode } from '../errors.js';
 import { checkInt, checkNumber, checkVector, resolveMachineConfig, type MachineConfig, type ResolvedMachineConfig } from './config.js';
 import { portEndpoint } from './endpoint.js';
 import { sharedPool, type ActorPool } from './pool.js';
+import { READY_STALL_MS, waitUntilReady } from './ready.js';
 import { homePcpu, initMachineState } from './vm-init.js';
 import type { ActorControl, ActorResult, ActorRole, ActorSnapshot, ActorTask, InjectResult, WorkloadSpec } from './protocol.js';
 
@@ -30,15 +31,24 @@ import type { ActorControl, ActorResult, ActorRole, ActorSnapshot, ActorTask, In
 export interface RunOptions {
   /** Guest workload (default: the IPI storm). */
   workload?: WorkloadSpec;
-  /** Length of the running phase in seconds (default 1). */
+  /**
+   * Upper bound of the running phase in seconds (default 1; with `sends`, 300: then it only
+   * catches a run that stops making progress).
+   */
   seconds?: number;
+  /**
+   * End the running phase once the guests have sent this many interrupts in total (counted
+   * from the live per-actor totals, checked about every 20 ms, so a run may overshoot), then
+   * drain. A count budget does not depend on how fast or how idle the host is.
+   */
+  sends?: number;
   /** Seed of every random choice (guests, window widening). Default 1. */
   seed?: number;
   /** Emit events (rings + events$). Default false. */
   trace?: boolean;
   /** Longest any single wait of an actor may last before it is reported stuck (ms, default 10000). */
   deadlineMs?: number;
-  /** Longest the drain phase waits for quiescence (ms, default 3000). */
+  /** Longest the drain phase waits for quiescence (ms, default 10000; it ends as soon as the machine is quiescent). */
   drainMs?: number;
   /** Seeded window widening at race points (same for every actor). */
   widen?: WidenConfig;
@@ -341,11 +351,10 @@ export class Machine {
     const aborted = () => main.peek(L.vm(VM.ABORT)) !== 0;
 
     // Ready: every actor attached, exposed its control plane and waits for start().
-    const readyBy = performance.now() + Math.max(30_000, o.deadlineMs);
-    while (main.peek(L.vm(VM.READY_COUNT)) < entries.length && settledCount === 0 && performance.now() < readyBy) await sleep(2);
+    const readiness = await waitUntilReady(() => main.peek(L.vm(VM.READY_COUNT)), entries.length, () => settledCount > 0, Math.max(READY_STALL_MS, o.deadlineMs));
     let startError: EmuError | undefined;
-    if (main.peek(L.vm(VM.READY_COUNT)) < entries.length && settledCount === 0) {
-      startError = new EmuError('EMU_ERR_DEADLINE', `only ${main.peek(L.vm(VM.READY_COUNT))} of ${entries.length} actors became ready`);
+    if (!readiness.all && settledCount === 0) {
+      startError = new EmuError('EMU_ERR_DEADLINE', `only ${readiness.ready} of ${entries.length} actors became ready (none more for ${Math.max(READY_STALL_MS, o.deadlineMs) / 1000} s)`);
     }
     if (!startError && settledCount === 0) {
       await Promise.all(entries.map((e) => e.remote.start()));
@@ -362,7 +371,9 @@ export class Machine {
       while (performance.now() - t0 < totalMs && !ctl.stopRequested && settledCount === 0 && !aborted()) {
         await sleep(Math.min(20, Math.max(1, totalMs - (performance.now() - t0))));
         drainEvents();
-        progress.next({ phase: 'running', elapsedMs: performance.now() - t0, totalMs, ...totals() });
+        const now = totals();
+        progress.next({ phase: 'running', elapsedMs: performance.now() - t0, totalMs, ...now });
+        if (o.sends !== undefined && now.sent >= o.sends) break;
       }
     }
     const elapsedMs = performance.now() - t0;
@@ -488,6 +499,7 @@ function describeStuck(main: Access, L: Layout, entries: ActorEntry[]): StuckAct
 interface ResolvedRunOptions {
   workload: WorkloadSpec;
   seconds: number;
+  sends?: number;
   seed: number;
   trace: boolean;
   deadlineMs: number;
@@ -521,15 +533,16 @@ function resolveRunOptions(o: RunOptions, cfg: ResolvedMachineConfig): ResolvedR
   checkNumber('loop.blockSliceMs', loop.blockSliceMs, 0.1, 10_000);
   const r: ResolvedRunOptions = {
     workload,
-    seconds: checkNumber('seconds', o.seconds ?? 1, 0.01, 86_400),
+    seconds: checkNumber('seconds', o.seconds ?? (o.sends === undefined ? 1 : 300), 0.01, 86_400),
     seed: checkInt('seed', o.seed ?? 1, 0, 0xffffffff),
     trace: o.trace ?? false,
     deadlineMs: checkInt('deadlineMs', o.deadlineMs ?? 10_000, 1, 3_600_000),
-    drainMs: checkInt('drainMs', o.drainMs ?? 3_000, 0, 3_600_000),
+    drainMs: checkInt('drainMs', o.drainMs ?? 10_000, 0, 3_600_000),
     record: o.record ?? false,
     loop,
     recentEvents: checkInt('recentEvents', o.recentEvents ?? 20_000, 0, 10_000_000),
   };
+  if (o.sends !== undefined) r.sends = checkInt('sends', o.sends, 1, Number.MAX_SAFE_INTEGER);
   if (o.widen) {
     checkNumber('widen.probability', o.widen.probability, 0, 1);
     checkInt('widen.maxSpins', o.widen.maxSpins, 0, 1 << 24);

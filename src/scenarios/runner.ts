@@ -11,6 +11,7 @@ import { sharedClockMs } from '../trace/events.js';
 import { badParam, fromWire, type EmuErrorCode } from '../errors.js';
 import type { Violation } from '../invariants/checks.js';
 import { sharedPool, type ActorPool } from '../runtime/pool.js';
+import { READY_STALL_MS, waitUntilReady } from '../runtime/ready.js';
 import { checkInt, checkNumber } from '../runtime/config.js';
 import { findScenario } from './index.js';
 import { findVariant, type ScenarioDef, type ScenarioParams } from './define.js';
@@ -108,8 +109,7 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
   });
   const settled = () => results.filter((r) => r !== undefined).length;
 
-  const readyBy = performance.now() + 30_000;
-  while (main.peek(L.vm(VM.READY_COUNT)) < roles.length && settled() === 0 && performance.now() < readyBy) await sleep(2);
+  await waitUntilReady(() => main.peek(L.vm(VM.READY_COUNT)), roles.length, () => settled() > 0, Math.max(READY_STALL_MS, deadlineMs));
   const t0 = performance.now();
   main.poke(L.vm(VM.RUN_STATE), RunState.RUNNING);
   main.poke(L.vm(VM.START_GATE), 1);
