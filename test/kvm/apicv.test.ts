@@ -73,7 +73,7 @@ test('a reason the vendor does not honour (AVIC-only NESTED on VMX) is ignored',
 });
 
 test.serial('concurrent set/clear from two pCPU threads during a storm: nothing lost, no stale apicv_active', async (t) => {
-  const h = Machine.create({ vcpus: 4, pcpus: 2 }).run({ seconds: 1.5, seed: 5 });
+  const h = Machine.create({ vcpus: 4, pcpus: 2 }).run({ seconds: 120, seed: 5 });
   await new Promise<void>((resolve) => {
     const sub = h.progress$.subscribe(() => {
       sub.unsubscribe();
@@ -88,6 +88,7 @@ test.serial('concurrent set/clear from two pCPU threads during a storm: nothing 
     }
   };
   await Promise.all([toggler(3, 0), toggler(4, 1)]);
+  h.stop();
   const r = await h.result;
   t.is(r.failure, undefined, r.failure?.message);
   t.true(r.quiescent);

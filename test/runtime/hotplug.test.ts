@@ -100,7 +100,7 @@ for (const vendor of VENDORS) {
 }
 
 test.serial('TDX machine: offline runs the cpuhp teardown (tdx_offline_cpu, VMXOFF); online runs VMXON and LP.INIT; the last CPU of a package is refused while the TD holds its key', async (t) => {
-  const h = Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 3, packages: 2 }).run({ seconds: 1.2, seed: 4 });
+  const h = Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 3, packages: 2 }).run({ seconds: 120, seed: 4 });
   await new Promise<void>((resolve) => {
     const sub = h.progress$.subscribe(() => {
       sub.unsubscribe();
@@ -119,6 +119,7 @@ test.serial('TDX machine: offline runs the cpuhp teardown (tdx_offline_cpu, VMXO
   t.true(s1.pcpus[1]!.host!.virt!.lpInitialized, 'LP.INIT is sticky in the module');
   t.true(await h.setPcpuOnline(1, true));
   t.true(h.snapshot().pcpus[1]!.host!.virt!.vmxe, 'online: VMXON again');
+  h.stop();
   const r = await h.result;
   t.true(r.ok, r.failure?.message ?? JSON.stringify(r.violations.slice(0, 2)));
   t.is(r.accounting.totals.lost, 0);

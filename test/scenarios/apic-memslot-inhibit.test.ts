@@ -1,6 +1,9 @@
 /**
- * apic-memslot-inhibit: each buggy variant's violation is found on real threads within a
- * bounded budget, the fixed variant runs clean, and the pure checkers judge hand-built rounds.
+ * apic-memslot-inhibit: buggy-srcu-held deadlocks in its first round under every interleaving
+ * (reported as noDeadlock, the run still ends), the fixed variant runs clean, and the pure
+ * checkers judge hand-built rounds.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/apic-memslot-inhibit.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
@@ -9,8 +12,6 @@ import { closeSharedPool } from '../../src/runtime/pool.js';
 import { memslotDisabledImpliesGone, memslotInhibitSticky, type MemslotLookup, type MemslotRound } from '../../src/invariants/memslot.js';
 
 const ID = 'apic-memslot-inhibit';
-/** Generous budget for a buggy run (it stops at its first violation, normally within a few rounds). */
-const BUGGY_SECONDS = 30;
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -25,25 +26,15 @@ test('the scenario is in the catalogue with its four variants and three invarian
 });
 
 test.serial('buggy-srcu-held: synchronize_srcu under the vCPU\'s own read lock is caught as noDeadlock, and the run still ends', async (t) => {
-  const r = await runRace(ID, { variant: 'buggy-srcu-held', seconds: BUGGY_SECONDS, seed: 1, deadlineMs: 300 });
+  // Count-bounded: the deadlock is certain in round 1, whichever thread gets there first. The
+  // deadline only has to tell a deadlock from a slow host, so it is generous.
+  const r = await runRace(ID, { variant: 'buggy-srcu-held', iterations: 50, seed: 1, deadlineMs: 2000 });
   t.is(r.failure, null);
   t.is(r.first?.invariant, 'noDeadlock');
-  // Self-deadlock (MS-1) or ABBA with the VMM's synchronize_srcu under slots_lock (MS-2).
-  t.regex(r.first?.detail ?? '', /itself holds an SRCU read lock on idx \d of kvm->srcu|waiting for slots_lock held by[\s\S]*synchronize_srcu\(kvm->srcu\)/);
-});
-
-test.serial('buggy-flag-order: an x2APIC vCPU that saw enabled == false still reaches the APIC page (memslotDisabledImpliesGone)', async (t) => {
-  const r = await runRace(ID, { variant: 'buggy-flag-order', seconds: BUGGY_SECONDS, seed: 2 });
-  t.is(r.failure, null);
-  t.is(r.first?.invariant, 'memslotDisabledImpliesGone');
-  t.regex(r.first?.detail ?? '', /\(x2APIC\) saw apic_access_memslot_enabled == false, then \(step \d\) still reached the APIC-access page/);
-});
-
-test.serial('buggy-no-inhibited: a hot-added vCPU re-creates the deleted memslot (memslotInhibitSticky)', async (t) => {
-  const r = await runRace(ID, { variant: 'buggy-no-inhibited', seconds: BUGGY_SECONDS, seed: 3 });
-  t.is(r.failure, null);
-  t.is(r.first?.invariant, 'memslotInhibitSticky');
-  t.regex(r.first?.detail ?? '', /^vmm re-created the APIC-access memslot .* after vcpu\d deleted it for x2APIC/);
+  t.is(r.iterations, 0, 'no round completes');
+  // Self-deadlock (MS-1) or ABBA with the VMM's synchronize_srcu under slots_lock (MS-2): which
+  // actor's deadline fires first varies with the interleaving, so match only the stable part.
+  t.regex(r.first?.detail ?? '', /synchronize_srcu\(kvm->srcu\)/);
 });
 
 for (const vcpus of [2, 3, 5]) {

@@ -2,6 +2,8 @@
  * apicv-deactivate-pir: with the pre-fix entry sync a vector the device posts around the APICv
  * deactivation stays in the PIR; the fixed variant delivers everything by injection; the
  * checker judges hand-built rounds; the device's posting and the irr_pending completion behave.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/apicv-deactivate-pir.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
@@ -22,8 +24,6 @@ import { POSTED_INTR_VECTOR, FIRST_SYSTEM_VECTOR_WORD } from '../../src/kvm/kick
 import type { KvmCtx } from '../../src/kvm/x86-ops.js';
 
 const ID = 'apicv-deactivate-pir';
-/** Generous budget for a buggy run (it stops at its first violation, normally in the first rounds). */
-const BUGGY_ITERATIONS = 200_000;
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -34,23 +34,6 @@ test('the scenario is in the catalogue with buggy and fixed and its invariant', 
   t.truthy(def);
   t.deepEqual(def?.variants.map((v) => v.name), ['buggy', 'fixed']);
   t.deepEqual(def?.invariants.map((i) => i.name), ['apicvPostedNotLost']);
-});
-
-test.serial('buggy: a vector posted around the deactivation stays in the PIR with ON=1 (found within the budget)', async (t) => {
-  const r = await runRace(ID, { variant: 'buggy', iterations: BUGGY_ITERATIONS, seed: 7 });
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.is(r.first?.invariant, 'apicvPostedNotLost');
-  t.regex(r.first?.detail ?? '', /never reached the guest: it sits in PIR with ON=1 \(apicv_active=0, inhibit reasons BLOCKIRQ/);
-});
-
-test.serial('buggy without window widening, and with two target vCPUs, still loses a posted vector', async (t) => {
-  const a = await runRace(ID, { variant: 'buggy', iterations: BUGGY_ITERATIONS, seed: 3, widen: false });
-  t.is(a.failure, null);
-  t.is(a.first?.invariant, 'apicvPostedNotLost');
-  const b = await runRace(ID, { variant: 'buggy', iterations: BUGGY_ITERATIONS, seed: 5, vcpus: 2 });
-  t.is(b.failure, null);
-  t.is(b.first?.invariant, 'apicvPostedNotLost');
 });
 
 test.serial('fixed: 2000 rounds, every posted vector reaches the guest while APICv is inhibited', async (t) => {

@@ -3,10 +3,11 @@
  * sender's AVIC really reads a stale IsRunning=1 while the target's vIRR check misses the IPI,
  * and the target sleeps with it pending; the fixed variant never does; the pure checkers judge
  * hand-built rounds.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/avic-isrunning-wake.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
-import { findWithinBudget } from '../helpers/race.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { findVariant } from '../../src/scenarios/define.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
@@ -31,14 +32,6 @@ test('the one step that differs: enable_ipiv on the family-17h host', (t) => {
   const p = (name: string) => ({ variant: findVariant(avicIsrunningWake, name), vcpus: 2, seed: 1 });
   t.true(avicEnableIpiv(p('buggy')));
   t.false(avicEnableIpiv(p('fixed')));
-});
-
-test.serial('buggy: the target sleeps with an IPI pending in its backing page (found within the budget)', async (t) => {
-  const r = await findWithinBudget(t, ID, 'buggy');
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.is(r.first?.invariant, 'avicNoSleepWithPendingIrr');
-  t.regex(r.first?.detail ?? '', /sleeps in kvm_vcpu_block with IRR 0xfb pending in its AVIC backing page and no wake-up in flight/);
 });
 
 test.serial('fixed: 2000 rounds (4 IPIs each) without a lost wake-up or a bad IsRunning', async (t) => {

@@ -2,22 +2,17 @@
  * pi-sb-notification: without the full barrier after `mode = IN_GUEST_MODE` the host CPU's own
  * store buffering strands a posted interrupt (found within a bounded budget); with it, never;
  * the checkers judge hand-built rounds.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/pi-sb-notification.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
-import { findWithinBudget } from '../helpers/race.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
 import { IN_GUEST_MODE, OUTSIDE_GUEST_MODE } from '../../src/kvm/modes.js';
 import { piNoStrandedAtEntry, piPostedReachesTarget, type PiEntryRound } from '../../src/invariants/posted-intr.js';
 
 const ID = 'pi-sb-notification';
-/**
- * Budget of the buggy run: up to six seeds of 10 s each (it stops at its first violation,
- * normally within a second; a busy machine runs fewer rounds per second).
- */
-const BUGGY_SEEDS = [7, 8, 9, 10, 41, 43];
-const BUGGY_SECONDS_PER_SEED = 10;
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -31,15 +26,6 @@ test('the scenario is in the catalogue; window widening is off', (t) => {
   // Nothing delays the racing store and load: the outcome comes from the host's store buffer.
   t.is(def?.widen.probability, 0);
   t.deepEqual(def?.widen.points, []);
-});
-
-test.serial('buggy: a posted interrupt is stranded in the PIR by store buffering (found within the budget)', async (t) => {
-  const r = await findWithinBudget(t, ID, 'buggy', { seeds: BUGGY_SEEDS, secondsPerSeed: BUGGY_SECONDS_PER_SEED });
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.is(r.first?.invariant, 'piNoStrandedAtEntry');
-  t.regex(r.first?.detail ?? '', /IN_GUEST_MODE with PIR = \{0x[0-9a-f]+\}, ON = 1 and no notification pending/);
-  t.true(r.first?.violations.some((v) => v.invariant === 'piPostedReachesTarget'));
 });
 
 test.serial('fixed: 20000 rounds, every posted vector reaches the vIRR', async (t) => {

@@ -2,6 +2,8 @@
  * pi-wakeup-block: without the ON re-check after NV switches to the wakeup vector, a vCPU sleeps
  * with a posted interrupt pending and no wake in flight (found within a bounded budget); with it,
  * never; the checkers judge hand-built rounds.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/pi-wakeup-block.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
@@ -11,8 +13,6 @@ import { POSTED_INTR_VECTOR, POSTED_INTR_WAKEUP_VECTOR } from '../../src/kvm/kic
 import { piBlockedHasWakeInFlight, piWakeupListMatchesNv, type PiBlockRound } from '../../src/invariants/posted-intr.js';
 
 const ID = 'pi-wakeup-block';
-/** Generous budget for a buggy run (it stops at its first violation, normally within a few hundred rounds). */
-const BUGGY_SECONDS = 30;
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -23,21 +23,6 @@ test('the scenario is in the catalogue with its variants and invariants', (t) =>
   t.truthy(def);
   t.deepEqual(def?.variants.map((v) => v.name), ['buggy', 'fixed']);
   t.deepEqual(def?.invariants.map((i) => i.name), ['piBlockedHasWakeInFlight', 'piWakeupListMatchesNv']);
-});
-
-test.serial('buggy: the vCPU sleeps with ON set and NV = wakeup vector, no wake in flight (found within the budget)', async (t) => {
-  const r = await runRace(ID, { variant: 'buggy', seconds: BUGGY_SECONDS, seed: 7 });
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.is(r.first?.invariant, 'piBlockedHasWakeInFlight');
-  t.regex(r.first?.detail ?? '', /vcpu0 sleeps in kvm_vcpu_block with ON=1, PIR = \{0x[0-9a-f]+\}, vIRR = \{none\}, NV = 0xf1, NDST = 0, and no wakeup vector pending at CPU 0/);
-  t.log(`round ${r.first?.iteration}, ${r.first?.elapsedMs.toFixed(0)} ms`);
-});
-
-test.serial('buggy without window widening still loses the wake-up (the race is real, not the delays)', async (t) => {
-  const r = await runRace(ID, { variant: 'buggy', seconds: BUGGY_SECONDS, seed: 3, widen: false });
-  t.is(r.failure, null);
-  t.is(r.first?.invariant, 'piBlockedHasWakeInFlight');
 });
 
 test.serial('fixed: 2000 rounds, every sleeping vCPU with ON set has its wake-up, list and NV agree', async (t) => {

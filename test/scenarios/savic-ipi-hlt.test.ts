@@ -2,10 +2,11 @@
  * savic-ipi-hlt: each buggy variant really leaves the target asleep with a guest IPI pending in
  * its Secure AVIC backing page — through store buffering (buggy-no-fence) or a plain HLT exit
  * (buggy-no-idle-hlt); the fixed variant never does; the checker judges hand-built rounds.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/savic-ipi-hlt.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
-import { findWithinBudget } from '../helpers/race.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { findVariant } from '../../src/scenarios/define.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
@@ -32,21 +33,6 @@ test('the HLT intercept differs only in buggy-no-idle-hlt', (t) => {
   t.is(savicHltIntercept(p('buggy-no-idle-hlt')), 'hlt');
   t.is(savicHltIntercept(p('buggy-no-fence')), 'idle-hlt');
   t.is(savicHltIntercept(p('fixed')), 'idle-hlt');
-});
-
-test.serial('buggy-no-fence: store buffering between has_pending_ipi and vcpu->mode loses the wake-up', async (t) => {
-  const r = await findWithinBudget(t, ID, 'buggy-no-fence');
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.is(r.first?.invariant, 'savicNoSleepWithPendingIpi');
-  t.regex(r.first?.detail ?? '', /sleeps in kvm_vcpu_block with IPI vector\(s\) 0xfb pending in its Secure AVIC backing page and no wake-up in flight/);
-});
-
-test.serial('buggy-no-idle-hlt: HLT exits with V_INTR pending and KVM blocks the vCPU', async (t) => {
-  const r = await findWithinBudget(t, ID, 'buggy-no-idle-hlt');
-  t.is(r.failure, null);
-  t.is(r.first?.invariant, 'savicNoSleepWithPendingIpi');
-  t.regex(r.first?.detail ?? '', /has_pending_ipi=0\): KVM, which cannot read the guest IRR, blocked the vCPU/);
 });
 
 test.serial('fixed: 2000 rounds (4 IPIs each), no vCPU ever sleeps on a pending IPI', async (t) => {

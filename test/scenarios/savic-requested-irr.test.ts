@@ -1,6 +1,8 @@
 /**
  * savic-requested-irr: the buggy variant loses vectors through real interleaving; the fixed
  * variant never does; the checkers see bad states and accept good ones.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/savic-requested-irr.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
@@ -9,19 +11,6 @@ import { savicNoDisallowedDelivered, savicNoLostAllowedVector, savicRequestedIrr
 
 test.after.always(async () => {
   await closeSharedPool();
-});
-
-test.serial('buggy: a remote RequestedIRR write is lost to VMRUN clearing it (found within the budget)', async (t) => {
-  const r = await runRace('savic-requested-irr', { variant: 'buggy', seconds: 30, seed: 7 });
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.is(r.first?.invariant, 'savicNoLostAllowedVector');
-  t.regex(r.first?.detail ?? '', /lost in RequestedIRR/);
-});
-
-test.serial('buggy without window widening still loses vectors (the race is real, not the delays)', async (t) => {
-  const r = await runRace('savic-requested-irr', { variant: 'buggy', seconds: 30, seed: 3, widen: false });
-  t.is(r.first?.invariant, 'savicNoLostAllowedVector');
 });
 
 test.serial('fixed: 2000 rounds, every allowed vector reaches the guest, one writer of RequestedIRR', async (t) => {

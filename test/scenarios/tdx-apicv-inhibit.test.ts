@@ -3,6 +3,8 @@
  * vCPUs and interrupts stop reaching the guest; with the new one every inhibit bugs the VM and
  * all vCPUs leave KVM_RUN with -EIO (the expected outcome, no violation); the checkers judge
  * hand-built rounds.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/tdx-apicv-inhibit.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
@@ -21,8 +23,6 @@ import type { KvmCtx } from '../../src/kvm/x86-ops.js';
 import type { EmuError } from '../../src/errors.js';
 
 const ID = 'tdx-apicv-inhibit';
-/** Generous budget for a buggy run (it stops at its first violation, normally in the first round). */
-const BUGGY_ITERATIONS = 200_000;
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -34,25 +34,6 @@ test('the scenario is in the catalogue with buggy and fixed and its three invari
   t.deepEqual(def?.variants.map((v) => v.name), ['buggy', 'fixed']);
   t.deepEqual(def?.invariants.map((i) => i.name), ['tdxApicvActiveAtEntry', 'tdxSentReachesGuest', 'tdxBuggedVmAllExited']);
   t.is(def?.seedFile, '000_12335ea9bf6ce8f5.txt');
-});
-
-test.serial('buggy: after the runtime inhibit a TD vCPU enters with APICv inactive (found within the budget)', async (t) => {
-  const r = await runRace(ID, { variant: 'buggy', iterations: BUGGY_ITERATIONS, seed: 7 });
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.is(r.first?.invariant, 'tdxApicvActiveAtEntry');
-  t.regex(r.first?.detail ?? '', /entered the TD with APICv inactive in a live VM: \d+ of \d+ TD entries .*inhibit reasons PHYSICAL_ID_ALIASED/);
-});
-
-test.serial('buggy: an interrupt sent after the deactivation never reaches the TD guest (it stays in the PIR)', async (t) => {
-  // Look through a few seeds' first violating rounds for the lost interrupt next to the entry violation.
-  let lost: string | undefined;
-  for (let seed = 1; seed <= 20 && !lost; seed++) {
-    const r = await runRace(ID, { variant: 'buggy', iterations: BUGGY_ITERATIONS, seed, widen: seed % 2 === 0 });
-    t.is(r.failure, null);
-    lost = r.first?.violations.find((v) => v.invariant === 'tdxSentReachesGuest')?.message;
-  }
-  t.regex(lost ?? '', /was sent to the TD but never reached the guest: it sits in PIR with ON=1 \(apicv_active=0, VM not bugged/);
 });
 
 test.serial('fixed: 2000 rounds with two TD vCPUs, every inhibit bugs the VM, all vCPUs out with -EIO, no violation', async (t) => {

@@ -4,10 +4,11 @@
  * cache left stale by a preemption between the TD run and the late guest_entered
  * (buggy-uret-cache); the fixed variant never does. Checkers on hand-built states are in
  * test/invariants/host-state.test.ts.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/tdx-host-state.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
-import { findWithinBudget } from '../helpers/race.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { findVariant } from '../../src/scenarios/define.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
@@ -33,31 +34,6 @@ test('each buggy variant changes exactly one KVM step of tdx_vcpu_run', (t) => {
   t.deepEqual(steps('fixed'), { restoreDebugctl: true, markGuestEntered: true });
   t.deepEqual(steps('buggy-no-debugctl'), { restoreDebugctl: false, markGuestEntered: true });
   t.deepEqual(steps('buggy-uret-cache'), { restoreDebugctl: true, markGuestEntered: false });
-});
-
-test.serial('buggy-no-debugctl: once perf enabled LBR, host code after a TD run finds DEBUGCTL without it', async (t) => {
-  const r = await findWithinBudget(t, ID, 'buggy-no-debugctl');
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.true(['hostStateRestoredBeforeIrqs', 'hostObserversSeeHostValues'].includes(r.first?.invariant ?? ''), r.first?.invariant);
-  t.regex(r.first?.detail ?? '', /DEBUGCTL = 0x0 \(INIT value\), host value 0x801/);
-});
-
-test.serial('buggy-uret-cache: a preemption after a real TD entry leaves the user-return cache stale for the next task', async (t) => {
-  const r = await findWithinBudget(t, ID, 'buggy-uret-cache');
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.true(['uretCacheCoherent', 'hostObserversSeeHostValues'].includes(r.first?.invariant ?? ''), r.first?.invariant);
-  t.regex(r.first?.detail ?? '', /other-task|LSTAR|SYSCALL_MASK/);
-});
-
-test.serial('both buggy variants also fail without window widening (the interleaving is real)', async (t) => {
-  for (const variant of ['buggy-no-debugctl', 'buggy-uret-cache']) {
-    let r = await runRace(ID, { variant, seconds: 10, seed: 2, widen: false });
-    if (!r.first) r = await runRace(ID, { variant, seconds: 10, seed: 3, widen: false });
-    t.is(r.failure, null, variant);
-    t.truthy(r.first, variant);
-  }
 });
 
 test.serial('fixed: 2000 rounds, host code always finds host values and the cache always describes the MSRs', async (t) => {

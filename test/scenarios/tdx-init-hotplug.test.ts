@@ -3,10 +3,11 @@
  * a CPU really comes up (or goes down) between the tdx_cpu_enable pass and TDH.SYS.CONFIG /
  * TDH.SYS.KEY.CONFIG; the 6.16 flow never lets it; the seed's v19 flow, held under the hotplug
  * lock, does not either (see the README on why with the real module's LP accounting).
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/tdx-init-hotplug.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
-import { findWithinBudget } from '../helpers/race.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
 import { tdxInitHotplug } from '../../src/scenarios/tdx-init-hotplug/scenario.js';
@@ -24,14 +25,6 @@ test('the scenario is in the catalogue with its variants and invariants', (t) =>
   t.deepEqual(def?.invariants.map((i) => i.name), ['tdxSeamcallOnReadyCpu', 'tdxConfigAllOnlineLpsInit', 'kvmOnlineCpusVmxOn', 'tdxInitOnce']);
   t.is(def?.seedFile, '004_caa808ce7e54f28d.txt');
   t.deepEqual(def?.roles({ variant: def.variants[0]!, vcpus: 4, seed: 1 }), ['module-init', 'hotplug', 'vm']);
-});
-
-test.serial('buggy-no-hotplug-lock: a CPU comes up between the LP.INIT pass and TDH.SYS.CONFIG / TDH.SYS.KEY.CONFIG', async (t) => {
-  const r = await findWithinBudget(t, ID, 'buggy-no-hotplug-lock');
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.true(['tdxConfigAllOnlineLpsInit', 'tdxSeamcallOnReadyCpu'].includes(r.first?.invariant ?? ''), r.first?.invariant);
-  t.regex(r.first?.detail ?? '', /while CPU\d+ (was online without TDH\.SYS\.LP\.INIT|was not post-VMXON)|before TDH\.SYS\.LP\.INIT ran on that LP/);
 });
 
 test.serial('fixed: 2000 rounds, every SEAMCALL on a ready CPU, TDH.SYS.CONFIG only with every online LP initialised', async (t) => {

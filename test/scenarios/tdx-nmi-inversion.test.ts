@@ -2,6 +2,8 @@
  * tdx-nmi-inversion: in the buggy variant an NMI that arrives during SEAM root really gets
  * handled before the NMI that exited the TD (and that one is then reported unknown); the fixed
  * variant never does; the checkers see bad states and accept good ones.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/tdx-nmi-inversion.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
@@ -10,26 +12,6 @@ import { nmiHandledInArrivalOrder, nmiNoUnknownWithSource, type NmiInvocation, t
 
 test.after.always(async () => {
   await closeSharedPool();
-});
-
-test.serial('buggy: NMI X+1, pending in SEAM root, is handled before KVM handles X (found within the budget)', async (t) => {
-  const r = await runRace('tdx-nmi-inversion', { variant: 'buggy', iterations: 200_000, seed: 7 });
-  t.is(r.failure, null);
-  t.truthy(r.first, 'a violation was found');
-  t.is(r.first?.invariant, 'nmiHandledInArrivalOrder');
-  t.regex(r.first?.detail ?? '', /delivered through the host IDT\) ran before the handler for NMI/);
-});
-
-test.serial('buggy without window widening still inverts (the race is real, not the delays)', async (t) => {
-  const r = await runRace('tdx-nmi-inversion', { variant: 'buggy', iterations: 200_000, seed: 3, widen: false });
-  t.is(r.failure, null);
-  t.is(r.first?.invariant, 'nmiHandledInArrivalOrder');
-});
-
-test.serial('buggy with a single source (it raises X and X+1 itself)', async (t) => {
-  const r = await runRace('tdx-nmi-inversion', { variant: 'buggy', iterations: 200_000, seed: 5, vcpus: 2 });
-  t.is(r.failure, null);
-  t.is(r.first?.invariant, 'nmiHandledInArrivalOrder');
 });
 
 test.serial('fixed: 2000 rounds, NMIs handled in arrival order and never reported unknown', async (t) => {

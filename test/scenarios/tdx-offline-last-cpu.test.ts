@@ -2,10 +2,11 @@
  * tdx-offline-last-cpu: without tdx_offline_cpu's check the last online CPU of a package really
  * goes offline while a TD holds its key (and the HKID then cannot be reclaimed); with it the
  * offline is refused with -EBUSY.
+ * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
+ * the host's timing and is in test/stress/tdx-offline-last-cpu.test.ts (`npm run test:stress`).
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
-import { findWithinBudget } from '../helpers/race.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
 import { tdxOfflineLastCpu } from '../../src/scenarios/tdx-offline-last-cpu/scenario.js';
@@ -22,20 +23,6 @@ test('the scenario is in the catalogue with its variants and invariant', (t) => 
   t.deepEqual(def?.variants.map((v) => v.name), ['buggy', 'fixed']);
   t.deepEqual(def?.invariants.map((i) => i.name), ['tdxTdKeepsPackagesOnline']);
   t.is(def?.seedFile, '004_caa808ce7e54f28d.txt');
-});
-
-test.serial('buggy: the last CPU of a package goes offline while a TD holds its key', async (t) => {
-  const r = await findWithinBudget(t, ID, 'buggy');
-  t.is(r.failure, null);
-  t.is(r.first?.invariant, 'tdxTdKeepsPackagesOnline');
-  t.regex(r.first?.detail ?? '', /a TD holds its key on package\(s\) 0, 1 while package 1 has no online CPU/);
-});
-
-test.serial('buggy without window widening still strands a package (the race is real, not the delays)', async (t) => {
-  let r = await runRace(ID, { variant: 'buggy', seconds: 10, seed: 1, widen: false });
-  for (const seed of [2, 3]) if (!r.first) r = await runRace(ID, { variant: 'buggy', seconds: 10, seed, widen: false });
-  t.is(r.failure, null);
-  t.is(r.first?.invariant, 'tdxTdKeepsPackagesOnline');
 });
 
 test.serial('fixed: 2000 rounds, every package keeps an online CPU while the TD has a key', async (t) => {

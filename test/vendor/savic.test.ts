@@ -170,17 +170,23 @@ test('the snapshot shows the backing page, RequestedIRR and has_pending_ipi; a s
 });
 
 test.serial('Secure AVIC storm on 4 vCPUs / 2 pCPUs: nothing lost, IPIs through VMGEXIT + has_pending_ipi, quiescent at the end', async (t) => {
-  const h = Machine.create({ vendor: 'savic', vcpus: 4, pcpus: 2 }).run({ seconds: 0.5, seed: 5, trace: true });
+  const h = Machine.create({ vendor: 'savic', vcpus: 4, pcpus: 2 }).run({ seconds: 120, seed: 5, trace: true });
   const kinds = new Set<string>();
   h.events$.subscribe((e) => kinds.add(e.type));
+  // Let the storm send a counted number of IPIs (not "run for a while"), then inject and stop.
   await new Promise<void>((resolve) => {
-    const sub = h.progress$.subscribe(() => {
-      sub.unsubscribe();
-      resolve();
+    const sub = h.progress$.subscribe({
+      next: (p) => {
+        if (p.sent < 2000) return;
+        sub.unsubscribe();
+        resolve();
+      },
+      complete: resolve,
     });
   });
   // A device interrupt at vCPU 2 takes KVM's path: KVM IRR -> RequestedIRR -> VMRUN.
   await h.inject(2, 0x33);
+  h.stop();
   const r = await h.result;
   t.true(r.ok, r.failure?.message ?? JSON.stringify(r.violations.slice(0, 2)));
   t.is(r.accounting.totals.lost, 0);

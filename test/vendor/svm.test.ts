@@ -63,7 +63,7 @@ test('the IsRunning checker flags an entry left running for a blocking vCPU', (t
 });
 
 test.serial('AVIC storm on 4 vCPUs / 2 pCPUs: nothing lost, IsRunning consistent at the end', async (t) => {
-  const r = await Machine.create({ vendor: 'svm', vcpus: 4, pcpus: 2 }).run({ seconds: 0.5, seed: 4 }).result;
+  const r = await Machine.create({ vendor: 'svm', vcpus: 4, pcpus: 2 }).run({ sends: 2000, seed: 4 }).result;
   t.true(r.ok, r.failure?.message ?? JSON.stringify(r.violations.slice(0, 2)));
   t.is(r.accounting.totals.lost, 0);
   t.true((r.accounting.misc.wakeups ?? 0) > 0, 'incomplete IPIs woke halted targets');

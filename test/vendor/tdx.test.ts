@@ -41,7 +41,7 @@ test('TD: KVM_GET_LAPIC, KVM_SET_LAPIC and an APIC base write fail with EINVAL; 
 });
 
 test.serial('TD storm: every interrupt arrives by posted-interrupt processing; KVM never syncs the PIR', async (t) => {
-  const r = await Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 2 }).run({ seconds: 0.5, seed: 2 }).result;
+  const r = await Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 2 }).run({ sends: 2000, seed: 2 }).result;
   t.true(r.ok, r.failure?.message ?? JSON.stringify(r.violations.slice(0, 2)));
   t.is(r.accounting.totals.lost, 0);
   t.true(r.accounting.totals.delivered > 0);
@@ -68,7 +68,7 @@ test.serial('an APICv inhibit raised at runtime in a TD bugs the VM: every vCPU 
 });
 
 test.serial('TD machine: per-pCPU host state in snapshots — the module left LSTAR/STAR/TSC_AUX reset, the user-return cache says so, DEBUGCTL/XCR0/PKRU restored', async (t) => {
-  const h = Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 2 }).run({ seconds: 0.4, seed: 6 });
+  const h = Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 2 }).run({ sends: 2000, seed: 6 });
   await new Promise<void>((resolve) => {
     const sub = h.progress$.subscribe(() => {
       sub.unsubscribe();
