@@ -246,6 +246,11 @@ export interface LayoutConfig {
   pcpus: number;
   /** Actors beyond vCPUs and pCPUs (devices, VMM, NMI sources, test workers). */
   extraActors?: number;
+  /**
+   * Names of the extra actors in order (a scenario's roles, e.g. 'vmm'), so lock and deadlock
+   * reports name the thread that holds a lock as the scenario does; `extraN` when omitted.
+   */
+  extraActorNames?: readonly string[];
   /** Records per actor event ring (power of two). */
   ringRecords?: number;
   /** Words of scratch space for tests and user scenarios. */
@@ -338,6 +343,7 @@ export function createLayout(cfg: LayoutConfig): Layout {
     vcpus: cfg.vcpus,
     pcpus: cfg.pcpus,
     extraActors: cfg.extraActors ?? 0,
+    extraActorNames: cfg.extraActorNames ?? [],
     ringRecords: cfg.ringRecords ?? 4096,
     scratchWords: cfg.scratchWords ?? 256,
     savic: cfg.savic ?? false,

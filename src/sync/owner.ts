@@ -22,7 +22,8 @@ export function ownerTag(actor: ActorId): number {
 }
 
 /**
- * Name of an actor as reports use it: `vcpuN`, `pcpuN`, `extraN` or `main`.
+ * Name of an actor as reports use it: `vcpuN`, `pcpuN`, an extra actor's name (a scenario role,
+ * `extraN` when unnamed) or `main`.
  * @kvm kernel/locking/lockdep.c print_lock_name (names the task in a lock report)
  */
 export function actorLabel(layout: Layout, actor: ActorId): string {
@@ -31,7 +32,8 @@ export function actorLabel(layout: Layout, actor: ActorId): string {
   if (!Number.isInteger(actor) || actor < 0 || actor >= layout.actors) return `actor${actor}`;
   if (actor < vcpus) return `vcpu${actor}`;
   if (actor < vcpus + pcpus) return `pcpu${actor - vcpus}`;
-  return `extra${actor - vcpus - pcpus}`;
+  const k = actor - vcpus - pcpus;
+  return layout.config.extraActorNames[k] ?? `extra${k}`;
 }
 
 /**

@@ -35,6 +35,9 @@ test.serial('buggy-srcu-held: synchronize_srcu under the vCPU\'s own read lock i
   // Self-deadlock (MS-1) or ABBA with the VMM's synchronize_srcu under slots_lock (MS-2): which
   // actor's deadline fires first varies with the interleaving, so match only the stable part.
   t.regex(r.first?.detail ?? '', /synchronize_srcu\(kvm->srcu\)/);
+  // Lock holders and SRCU readers are named by the scenario's roles, not by layout slots.
+  t.notRegex(r.first?.detail ?? '', /extra\d/);
+  for (const m of (r.first?.detail ?? '').matchAll(/held by ([\w-]+)/g)) t.regex(m[1]!, /^(vcpu\d|vmm)$/);
 });
 
 for (const vcpus of [2, 3, 5]) {
