@@ -31,7 +31,12 @@ export const S = {
   WRITERS_DONE: line(23),
   SLEEPING: (role: number): number => line(24 + role),
   LITMUS_STOP: line(26),
+  /** SRCU test: readers that have completed their first read section. */
+  READERS_STARTED: line(27),
 } as const;
+
+/** Readers of the SRCU grace-period test: the writer starts once all of them are reading. */
+export const SRCU_TEST_READERS = 3;
 
 /** Slots the SRCU test cycles through. */
 export const SRCU_SLOTS = 4;

@@ -4,6 +4,7 @@ import { SRCU_HDR } from '../../src/mem/layout.js';
 import { EmuError } from '../../src/errors.js';
 import { expectOk, runWorkers } from '../helpers/run-workers.js';
 import { testMachine } from '../helpers/machine.js';
+import { SRCU_TEST_READERS } from '../helpers/sync-protocol.js';
 
 test('srcu read lock/unlock bookkeeping and a grace period with no readers', (t) => {
   const { main, mem } = testMachine();
@@ -67,7 +68,7 @@ test.serial('srcu: grace periods advance under 3 continuous readers and no reade
   const { mem, main } = testMachine();
   const s = kvmSrcu(mem.layout);
   const GPS = 200;
-  const readers = [1, 2, 3].map((actor) => ({ actor, op: 'srcu-reader' as const, iterations: 100_000_000 }));
+  const readers = Array.from({ length: SRCU_TEST_READERS }, (_, i) => i + 1).map((actor) => ({ actor, op: 'srcu-reader' as const, iterations: 100_000_000 }));
   const out = expectOk(await runWorkers(mem, [{ actor: 0, op: 'srcu-writer', iterations: GPS }, ...readers]));
   const [w, ...rs] = out;
   t.is(w?.['gps'], GPS);
