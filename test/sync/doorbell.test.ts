@@ -28,13 +28,17 @@ test.serial('doorbell ping-pong between 2 workers: every ring arrives, no lost w
   t.is(ping?.['wrong'], 0);
   t.is(pong?.['wrong'], 0);
   let sleeps = 0;
+  let late = 0;
   for (const o of outs) {
     if (!o.ok) continue;
     sleeps += o.waitStats.sleeps;
-    // A slice that timed out with the doorbell already rung = a wake-up the protocol lost.
-    t.is(o.waitStats.lateWakeups, 0);
+    late += o.waitStats.lateWakeups;
   }
-  t.log(`${K} round trips, ${sleeps} futex sleeps`);
+  t.log(`${K} round trips, ${sleeps} futex sleeps, ${late} ended by the slice timeout with the doorbell rung`);
+  // A protocol that loses wake-ups ends (nearly) every sleep by its slice timeout with the doorbell
+  // already rung. A correct one can too, by coincidence, when a ring lands just after a slice
+  // expired — which a busy host makes likelier — so allow a few, never a systematic share.
+  t.true(late <= 2 + sleeps / 20, `${late} of ${sleeps} sleeps ended late: wake-ups are being lost`);
   t.is(main.peek(sc(S.DOORBELL_A)), 0);
   t.is(main.peek(sc(S.DOORBELL_B)), 0);
 });
