@@ -4,8 +4,8 @@
  * the time axis counts accesses), and flow arrows from an actor's access of a shared word to the
  * next access of that word by another actor.
  */
-import { writeFileSync } from 'node:fs';
 import { describeAddr, type Layout } from '../mem/layout.js';
+import { writeFileAtomic } from '../util/output-file.js';
 
 /** One recorded access, as drained from the rings. */
 export interface AccessRecord {
@@ -59,7 +59,7 @@ export function chromeTrace(records: readonly AccessRecord[], names: readonly st
   return { traceEvents: ev };
 }
 
-/** Write a trace document to a file. @emulator */
+/** Write a trace document to a file, atomically (temp file + rename). @emulator */
 export function writeChromeTrace(file: string, doc: { traceEvents: unknown[] }): void {
-  writeFileSync(file, JSON.stringify(doc));
+  writeFileAtomic(file, JSON.stringify(doc));
 }
