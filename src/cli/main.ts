@@ -14,9 +14,10 @@ import { closeSharedPool } from '../runtime/pool.js';
 import { DEFAULT_MACHINE } from '../runtime/config.js';
 import { DEFAULT_STORM } from '../guest/programs.js';
 import { MsgpackEventWriter } from '../trace/msgpack.js';
+import { checkOutputPath } from '../trace/output-path.js';
 import { EmuError } from '../errors.js';
 import { parseIntOption, parseNumberOption } from './args.js';
-import { raceToJson, raceToText, racesTable, resultToJson, resultToText } from './output.js';
+import { raceToJson, raceToText, racesTable, resultToJson, resultToText, traceOutText, type TraceOutcome } from './output.js';
 import Table from 'cli-table3';
 import { SCENARIOS } from '../scenarios/index.js';
 import { resolveRace, runRace, type RaceOptions, type RaceResult } from '../scenarios/runner.js';
@@ -45,9 +46,26 @@ class UsageError extends Error {}
 const out = (s: string) => process.stdout.write(s + '\n');
 const err = (s: string) => process.stderr.write(s + '\n');
 
-/** Run one workload with live progress (TTY only) and Ctrl-C handling; returns the result. */
-async function runWithUi(m: Machine, opts: Parameters<Machine['run']>[0], label: string, json: boolean, traceOut?: string): Promise<RunResult> {
+/** Bytes of event ring (all actors together) a run with --trace-out may use. */
+const TRACE_RING_BYTES = 64 << 20;
+/** Bytes per ring record (4 words). */
+const RING_RECORD_BYTES = 16;
+
+/**
+ * Ring size (records per actor, a power of two) for a run that writes every event to a file:
+ * as large as {@link TRACE_RING_BYTES} allows for its actors (vCPUs, pCPUs, main), so that a
+ * main thread busy encoding the file does not make the rings drop; never below the default.
+ */
+function traceRingRecords(vcpus: number, pcpus: number): number {
+  const perActor = TRACE_RING_BYTES / ((vcpus + pcpus + 1) * RING_RECORD_BYTES);
+  const pow2 = 2 ** Math.floor(Math.log2(Math.max(1, perActor)));
+  return Math.min(1 << 20, Math.max(DEFAULT_MACHINE.ringRecords, pow2));
+}
+
+/** Run one workload with live progress (TTY only) and Ctrl-C handling; returns the result and what became of --trace-out. */
+async function runWithUi(m: Machine, opts: Parameters<Machine['run']>[0], label: string, json: boolean, traceOut?: string): Promise<{ result: RunResult; traceOut?: TraceOutcome }> {
   const handle: RunHandle = m.run(opts);
+  // Events stream into a temp file next to FILE, renamed to FILE once the run is over.
   const writer = traceOut ? new MsgpackEventWriter(traceOut) : undefined;
   if (writer) handle.events$.subscribe((e) => writer.write(e));
   let bar: cliProgress.SingleBar | undefined;
@@ -67,6 +85,7 @@ async function runWithUi(m: Machine, opts: Parameters<Machine['run']>[0], label:
       err('\ninterrupted: draining and stopping (Ctrl-C again to force)');
       handle.stop();
     } else {
+      writer?.abort();
       void closeSharedPool().finally(() => process.exit(130));
     }
   };
@@ -78,23 +97,34 @@ async function runWithUi(m: Machine, opts: Parameters<Machine['run']>[0], label:
     if (!bar) err(`hvemu: ${label} running ${budget} (Ctrl-C stops it and prints the partial accounting)`);
   });
   try {
-    const r = await handle.result;
+    const result = await handle.result.catch((e: unknown) => {
+      writer?.abort();
+      throw e;
+    });
     bar?.stop();
-    if (writer) {
-      const n = await writer.close();
-      if (!json) err(`wrote ${n} events to ${traceOut}`);
+    if (!writer || traceOut === undefined) return { result };
+    // A failed write is reported after the result, never instead of it.
+    try {
+      return { result, traceOut: { file: traceOut, written: await writer.close(), error: null } };
+    } catch (e) {
+      return { result, traceOut: { file: traceOut, written: null, error: e instanceof Error ? e.message : String(e) } };
     }
-    return r;
   } finally {
     process.off('SIGINT', onSigint);
   }
 }
 
 function machineFrom(f: RunFlags): Machine {
-  return Machine.create({ vendor: f.vendor, vcpus: parseIntOption('vcpus', f.vcpus), pcpus: parseIntOption('pcpus', f.pcpus), packages: parseIntOption('packages', f.packages) });
+  const vcpus = parseIntOption('vcpus', f.vcpus);
+  const pcpus = parseIntOption('pcpus', f.pcpus);
+  // Writing every event to a file: rings sized so that they do not drop (see traceRingRecords).
+  const ring = f.traceOut === undefined ? {} : { ringRecords: traceRingRecords(vcpus, pcpus) };
+  return Machine.create({ vendor: f.vendor, vcpus, pcpus, packages: parseIntOption('packages', f.packages), ...ring });
 }
 
 async function cmdRun(f: RunFlags): Promise<number> {
+  // Output paths first: a path that cannot be written is bad usage, found before any work.
+  if (f.traceOut !== undefined) checkOutputPath('--trace-out', f.traceOut);
   const m = machineFrom(f);
   const sends = f.sends === undefined ? undefined : parseIntOption('sends', f.sends);
   // With a count budget --seconds is only the upper bound that catches a run making no progress.
@@ -109,9 +139,12 @@ async function cmdRun(f: RunFlags): Promise<number> {
     drainMs: parseIntOption('drain-ms', f.drainMs),
     workload: { kind: 'ipi-storm' as const, storm: { ...DEFAULT_STORM, burst: parseIntOption('burst', f.burst) } },
   };
-  const r = await runWithUi(m, opts, 'ipi-storm', !!f.json, f.traceOut);
-  if (f.json) out(JSON.stringify(resultToJson(r), null, 2));
-  else out(resultToText(r, !!process.stdout.isTTY));
+  const { result: r, traceOut } = await runWithUi(m, opts, 'ipi-storm', !!f.json, f.traceOut);
+  const report = traceOut ? { traced: opts.trace, traceOut } : { traced: opts.trace };
+  if (f.json) out(JSON.stringify(resultToJson(r, report), null, 2));
+  else out(resultToText(r, !!process.stdout.isTTY, report));
+  // The file's line after the result; a failed write does not change the run's exit code.
+  if (traceOut && (!f.json || traceOut.error !== null)) err(traceOutText(r, traceOut));
   return r.ok ? EXIT.OK : EXIT.FINDING;
 }
 
@@ -125,7 +158,7 @@ async function cmdTour(f: { json?: boolean; seconds: string; seed?: string }): P
     out('1. Posted-interrupt IPI storm: each guest writes the x2APIC ICR to random vCPUs (bursts of 8, then arms its LAPIC timer and HLTs).');
     out('   KVM posts to the target PIR, sets ON and rings the notification doorbell of the target pCPU, or wakes it.\n');
   }
-  const storm = await runWithUi(m, { seconds: Math.min(seconds, 1), seed, trace: true, workload: { kind: 'ipi-storm', storm: DEFAULT_STORM } }, 'storm', !!f.json);
+  const { result: storm } = await runWithUi(m, { seconds: Math.min(seconds, 1), seed, trace: true, workload: { kind: 'ipi-storm', storm: DEFAULT_STORM } }, 'storm', !!f.json);
   if (!f.json) {
     out(resultToText(storm, tty) + '\n');
     out(`2. The race catalogue: every scenario, buggy then fixed, up to ${seconds} s each (a buggy run stops at its first violation).\n`);
@@ -181,6 +214,8 @@ function cmdList(f: { json?: boolean }): number {
 }
 
 async function cmdRace(id: string, f: RaceFlags): Promise<number> {
+  // Output paths first: a path that cannot be written is bad usage, found before any work.
+  if (f.trace !== undefined) checkOutputPath('--trace', f.trace);
   const opts: RaceOptions = { widen: f.widen, deadlineMs: parseIntOption('deadline-ms', f.deadlineMs) };
   if (f.variant !== undefined) opts.variant = f.variant;
   if (f.iterations !== undefined) opts.iterations = parseIntOption('iterations', f.iterations);
@@ -197,11 +232,14 @@ async function cmdRace(id: string, f: RaceFlags): Promise<number> {
     ac.abort();
   };
   process.on('SIGINT', onSigint);
-  err(`hvemu: race ${id} running (Ctrl-C stops it after the current round)`);
+  // One line once every actor runs (also the cue for scripts that want to interrupt a race).
+  opts.onStart = () => err(`hvemu: race ${id} running (Ctrl-C stops it after the current round)`);
   try {
     const r = await runRace(id, opts);
     if (f.json) out(JSON.stringify(raceToJson(r), null, 2));
     else out(raceToText(r));
+    // A failed write is reported after the result and does not change the race's exit code.
+    if (r.trace && r.trace.error !== null) err(`hvemu: could not write --trace ${r.trace.file}: ${r.trace.error} (the race's result is above; no partial file was left at that path)`);
     if (r.failure) return EXIT.FINDING;
     return r.violations > 0 ? EXIT.FINDING : EXIT.OK;
   } finally {
@@ -272,10 +310,11 @@ export function buildProgram(): Command {
 }
 
 const USAGE =
-  'usage: hvemu run [--vcpus N] [--pcpus M] [--packages P] [--seconds S | --sends N] [--seed X] [--vendor vmx|svm|tdx|savic] [--burst B] [--json] [--trace-out FILE]\n' +
+  'usage: hvemu run [--vcpus N] [--pcpus M] [--packages P] [--seconds S | --sends N] [--seed X] [--vendor vmx|svm|tdx|savic] [--burst B]\n' +
+  '                 [--deadline-ms MS] [--drain-ms MS] [--no-trace] [--trace-out FILE] [--json]\n' +
   '       hvemu list [--json]\n' +
-  '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--trace FILE] [--json]\n' +
-  '       hvemu tour [--seconds S] [--json]\n' +
+  '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--no-widen] [--deadline-ms MS] [--trace FILE] [--json]\n' +
+  '       hvemu tour [--seconds S] [--seed X] [--json]\n' +
   '       hvemu --help';
 
 /** Entry point: parse, run, map errors to exit codes. */

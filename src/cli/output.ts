@@ -6,8 +6,52 @@ import type { RunResult } from '../runtime/machine.js';
 import type { RaceResult } from '../scenarios/runner.js';
 import { MODE_NAMES } from '../kvm/modes.js';
 
+/** What became of `run --trace-out FILE`: events written, or why the file could not be. */
+export interface TraceOutcome {
+  file: string;
+  /** Events in the file (null when it could not be written). */
+  written: number | null;
+  error: string | null;
+}
+
+/** How a run's events were recorded (what `run` knows beyond its result). */
+export interface EventsReport {
+  /** Events were recorded at all (false with --no-trace). Default true. */
+  traced?: boolean;
+  traceOut?: TraceOutcome;
+}
+
+/**
+ * The `events` object of `run --json`: `emitted` events read from the rings (all of them are in
+ * the file when `written` equals it), `dropped` events never recorded because an actor's ring
+ * (`ringRecords` records) was full, and the --trace-out file, if any.
+ */
+function eventsJson(r: RunResult, e: EventsReport): Record<string, unknown> {
+  return {
+    traced: e.traced ?? true,
+    emitted: r.events.emitted,
+    dropped: r.events.dropped,
+    ringRecords: r.machine.ringRecords,
+    file: e.traceOut?.file ?? null,
+    written: e.traceOut?.written ?? null,
+    error: e.traceOut?.error ?? null,
+  };
+}
+
+/** Why events are dropped, for the reports. */
+export function droppedWhy(ringRecords: number): string {
+  return `an actor's event ring (${fmt(ringRecords)} records) was full: it filled faster than the main thread drains it, about every 20 ms`;
+}
+
+/** The line `run --trace-out FILE` prints once the file is written: what was kept and what was dropped. */
+export function traceOutText(r: RunResult, t: TraceOutcome): string {
+  if (t.written === null) return `hvemu: could not write --trace-out ${t.file}: ${t.error ?? 'unknown error'} (the run's result is above; no partial file was left at that path)`;
+  const dropped = r.events.dropped > 0 ? `${fmt(r.events.dropped)} more dropped, the file has gaps: ${droppedWhy(r.machine.ringRecords)}` : 'none dropped';
+  return `wrote ${fmt(t.written)} events to ${t.file} (${dropped})`;
+}
+
 /** The JSON document `hvemu run --json` prints. */
-export function resultToJson(r: RunResult): Record<string, unknown> {
+export function resultToJson(r: RunResult, e: EventsReport = {}): Record<string, unknown> {
   return {
     machine: r.machine,
     seed: r.seed,
@@ -24,7 +68,7 @@ export function resultToJson(r: RunResult): Record<string, unknown> {
     figures: r.figures,
     violations: r.violations,
     failure: r.failure ?? null,
-    events: r.events,
+    events: eventsJson(r, e),
   };
 }
 
@@ -35,7 +79,7 @@ function table(head: string[], tty: boolean): Table.Table {
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
 /** Human-readable report. */
-export function resultToText(r: RunResult, tty: boolean): string {
+export function resultToText(r: RunResult, tty: boolean, e: EventsReport = {}): string {
   const lines: string[] = [];
   const m = r.machine;
   lines.push(`hvemu ${r.workload} on ${m.vendor}: ${m.vcpus} vCPUs on ${m.pcpus} pCPUs, seed ${r.seed}, ${(r.elapsedMs / 1000).toFixed(2)} s${r.interrupted ? ' (interrupted: partial accounting)' : ''}`);
@@ -50,7 +94,11 @@ export function resultToText(r: RunResult, tty: boolean): string {
     `path: ${fmt(c.vmexits ?? 0)} VM-exits, ${fmt(c.notifications ?? 0)} notification IPIs, ${fmt(c.hwPiProcessed ?? 0)} posted-interrupt processings in guest, ${fmt(c.pirSyncs ?? 0)} PIR syncs at entry, ${fmt(c.halts ?? 0)} HLTs, ${fmt(c.wakeups ?? 0)} wake-ups`,
   );
   if (r.figures.roundTrips !== undefined) lines.push(`round trips: ${fmt(r.figures.roundTrips)} (${((r.elapsedMs * 1000) / Math.max(1, r.figures.roundTrips)).toFixed(2)} µs each)`);
-  lines.push(`quiescent at the end: ${r.quiescent ? 'yes' : 'no'}; events: ${fmt(r.events.emitted)} emitted, ${fmt(r.events.dropped)} dropped`);
+  const events =
+    e.traced === false
+      ? 'not recorded (--no-trace)'
+      : `${fmt(r.events.emitted)} recorded, ${fmt(r.events.dropped)} dropped${r.events.dropped > 0 ? ` (${droppedWhy(r.machine.ringRecords)})` : ''}`;
+  lines.push(`quiescent at the end: ${r.quiescent ? 'yes' : 'no'}; events: ${events}`);
   if (r.failure) {
     lines.push(`FAILED (${r.failure.code}) ${r.failure.actor ? r.failure.actor + ': ' : ''}${r.failure.message}`);
     for (const s of r.failure.stuck) lines.push(`  stuck: ${s.actor} (${s.status}) waiting on ${s.waitingOn}`);
@@ -96,7 +144,11 @@ export function raceToText(r: RaceResult): string {
     lines.push(`FAILED (${r.failure.code}) ${r.failure.actor ? r.failure.actor + ': ' : ''}${r.failure.message}`);
     for (const s of r.failure.stuck) lines.push(`  stuck: ${s.actor} (${s.status}) waiting on ${s.waitingOn}`);
   }
-  if (r.trace) lines.push(`trace: ${r.trace.events} accesses written to ${r.trace.file} (open it in https://ui.perfetto.dev)`);
+  if (r.trace) {
+    const kept = `the newest before the stop, of ${fmt(r.trace.recorded)} recorded; each actor's flight recorder keeps its last ${fmt(r.trace.ringRecords)}`;
+    if (r.trace.error === null) lines.push(`trace: ${fmt(r.trace.events)} accesses written to ${r.trace.file} (${kept}; open it in https://ui.perfetto.dev)`);
+    else lines.push(`trace: NOT written to ${r.trace.file}: ${r.trace.error}`);
+  }
   lines.push(`replay: hvemu race ${r.scenario} --variant ${r.variant} --seed ${r.seed}${r.widen ? '' : ' --no-widen'}`);
   return lines.join('\n');
 }

@@ -3,11 +3,12 @@
  * per role on the warm pool, open the gate, stop at the first violation or when the budget ends
  * (or on `signal`), and report.
  */
-import { ACTOR, ActorStatus, RunState, VM, describeAddr } from '../mem/layout.js';
+import { ACTOR, ActorStatus, RING, RunState, VM, describeAddr } from '../mem/layout.js';
 import { Access, EV_ACCESS, createMachineMemory, type WidenConfig } from '../mem/access.js';
 import { RingReader, type RawRecord } from '../mem/ring.js';
 import { chromeTrace, writeChromeTrace, type AccessRecord } from '../trace/chrome.js';
 import { sharedClockMs } from '../trace/events.js';
+import { checkOutputPath } from '../trace/output-path.js';
 import { badParam, fromWire, type EmuErrorCode } from '../errors.js';
 import type { Violation } from '../invariants/checks.js';
 import { sharedPool, type ActorPool } from '../runtime/pool.js';
@@ -35,7 +36,13 @@ export interface RaceOptions {
   pool?: ActorPool;
   /** Abort early (Ctrl-C); the result then covers the rounds run so far. */
   signal?: AbortSignal;
-  /** Record every labelled access and write those before the stop as Chrome Trace Event JSON here. */
+  /** Called once every actor is ready and the first round starts (the CLI's "running" line). */
+  onStart?: () => void;
+  /**
+   * Record every labelled access and write those before the stop as Chrome Trace Event JSON
+   * here (checked before the run; written atomically; a failed write is reported in
+   * `trace.error`, never thrown, so the race's result is not lost).
+   */
   traceFile?: string;
 }
 
@@ -65,8 +72,12 @@ export interface RaceResult {
   widen: { probability: number; maxSpins: number; points: readonly string[] } | null;
   interrupted: boolean;
   failure: { code: EmuErrorCode; message: string; actor?: string; stuck: { actor: string; status: string; waitingOn: string }[] } | null;
-  /** The trace file written (with --trace), and how many accesses it holds. */
-  trace: { file: string; events: number } | null;
+  /**
+   * With --trace: the file, how many accesses it holds (the newest before the stop that every
+   * actor's flight recorder still held), how many the actors recorded in all, each recorder's
+   * size, and why the file could not be written (null when it was).
+   */
+  trace: { file: string; events: number; recorded: number; ringRecords: number; error: string | null } | null;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -81,6 +92,7 @@ export function resolveRace(id: string, o: RaceOptions): { def: ScenarioDef; par
   const seconds = o.iterations === undefined ? checkNumber('seconds', o.seconds ?? 10, 0.01, 86_400) : undefined;
   const vcpus = checkInt('vcpus', o.vcpus ?? def.vcpus.default, def.vcpus.min, def.vcpus.max);
   const seed = checkInt('seed', o.seed ?? 1, 0, 0xffffffff);
+  if (o.traceFile !== undefined) checkOutputPath('traceFile', o.traceFile);
   return { def, params: { variant, vcpus, seed }, maxIterations, seconds };
 }
 
@@ -114,6 +126,7 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
   main.poke(L.vm(VM.RUN_STATE), RunState.RUNNING);
   main.poke(L.vm(VM.START_GATE), 1);
   main.notify(L.vm(VM.START_GATE), Infinity, 'runtime:start-gate');
+  o.onStart?.();
 
   let stopAskedAt: number | undefined;
   let stuck: RaceResult['failure'] extends infer F ? (F extends { stuck: infer S } ? S : never) : never = [];
@@ -148,7 +161,9 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
     const reader = new RingReader(mem);
     const raw: RawRecord[] = [];
     const all: AccessRecord[] = [];
+    let recorded = 0;
     for (let i = 0; i < roles.length; i++) {
+      recorded += main.peek(L.ring(L.extraActor(i), RING.HEAD)) >>> 0;
       raw.length = 0;
       reader.readLast(L.extraActor(i), raw);
       for (const x of raw) if (x.kind === EV_ACCESS) all.push({ tid: i, label: x.a >>> 0, addr: x.b, seq: x.c, value: x.extra });
@@ -159,8 +174,13 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
     const last = all.filter((a) => a.seq >= covered).sort((a, b) => a.seq - b.seq).slice(-TRACE_TAIL);
     const labels = new Map<number, string>();
     for (const r of results) for (const [name, id] of r?.labels ?? []) labels.set(id, name);
-    writeChromeTrace(o.traceFile, chromeTrace(last, roles, labels, L));
-    trace = { file: o.traceFile, events: last.length };
+    let error: string | null = null;
+    try {
+      writeChromeTrace(o.traceFile, chromeTrace(last, roles, labels, L));
+    } catch (e) {
+      error = e instanceof Error ? e.message : String(e);
+    }
+    trace = { file: o.traceFile, events: last.length, recorded, ringRecords: layoutCfg.ringRecords, error };
   }
   const lead = results[0];
   const failures = results.filter((r): r is ScenarioTaskResult => r !== undefined && !r.ok);
