@@ -21,8 +21,9 @@
  * Instrumentation. With `widen` set, a labelled access may first spin for a seeded random
  * number of iterations (window widening); with `record` set, it takes a global sequence number
  * and writes an 'access' event to the actor's ring. Both are off by default and then cost one
- * predictable branch per access. A future controlled runtime subclasses {@link Access} and
- * overrides {@link Access.point} to run one labelled access at a time: actor code does not change.
+ * predictable branch per access. The controlled runtime ({@link ./controlled}) subclasses
+ * {@link Access} to run one labelled access at a time with x86-TSO store buffers: actor code
+ * does not change.
  */
 import { ACTOR, VM, RING, type Addr, type ActorId, type Layout, type LayoutConfig, createLayout } from './layout.js';
 import { Prng, deriveSeed, fnv1a } from '../util/prng.js';
@@ -96,7 +97,14 @@ export class Access {
   readonly deadlineMs: number;
   /** Instrumentation on: every labelled access calls {@link Access.point} first. */
   protected readonly hooked: boolean;
-  private readonly m: Int32Array;
+  /**
+   * Controlled mode (one labelled access at a time, x86-TSO store buffers; see ./controlled):
+   * waits never spin (a spin is only extra scheduling steps) and time is the scheduler's
+   * logical clock.
+   */
+  readonly controlled: boolean = false;
+  /** The machine's words (only the access layer and its controlled subclass touch them). */
+  protected readonly m: Int32Array;
   private readonly fenceAddr: number;
   private readonly seqAddr: number;
   private readonly widen: WidenConfig | undefined;
@@ -274,6 +282,14 @@ export class Access {
    */
   bump(addr: Addr, delta = 1): void {
     this.m[addr] = (this.m[addr]! + delta) | 0;
+  }
+
+  /**
+   * The clock deadlines are measured on, in ms: wall-clock time in free mode; in controlled mode
+   * a logical clock that advances only when every actor waits (to the earliest timeout).
+   */
+  now(): number {
+    return performance.now();
   }
 
   /** Emulator bookkeeping read (main thread progress, snapshots). Not a race point. */

@@ -23,6 +23,8 @@ export interface ScenarioTask {
   trace: boolean;
   /** Stop after this many rounds (role 0 decides). */
   maxIterations: number;
+  /** Controlled mode: the execution's control block (see mem/controlled); free mode when absent. */
+  control?: SharedArrayBuffer;
 }
 
 /** What a scenario actor reports. */

@@ -8,6 +8,7 @@
  */
 import { ACTOR, ActorStatus, RunState, VM } from '../mem/layout.js';
 import { Access, attachMachineMemory, type AccessOptions } from '../mem/access.js';
+import { ControlledAccess } from '../mem/controlled.js';
 import { barrierWait } from '../sync/barrier.js';
 import { waitWhileEqual } from '../sync/wait.js';
 import { Prng, deriveSeed } from '../util/prng.js';
@@ -30,7 +31,7 @@ export async function runScenarioTask(task: ScenarioTask): Promise<ScenarioTaskR
     opts.record = true;
     opts.flightRecorder = true;
   }
-  const acc = new Access(mem, opts);
+  const acc = task.control ? new ControlledAccess(mem, opts, task.control, task.index) : new Access(mem, opts);
   const status = L.actor(acc.actor, ACTOR.STATUS);
   try {
     const def = findScenario(task.scenario);
@@ -42,6 +43,8 @@ export async function runScenarioTask(task: ScenarioTask): Promise<ScenarioTaskR
     acc.atomicAdd(L.vm(VM.READY_COUNT), 1, 'runtime:ready');
     waitWhileEqual(acc, L.vm(VM.START_GATE), 0, 'runtime:start-gate', 'the start gate', Math.max(task.deadlineMs, 30_000));
     acc.poke(status, ActorStatus.RUNNING);
+    // Controlled mode: from here on one labelled access at a time, in the scheduler's order.
+    if (acc instanceof ControlledAccess) acc.enterControl();
     const parties = roles.length;
     const t0 = sharedClockMs();
     let first: ScenarioTaskResult['first'] = null;
@@ -61,8 +64,9 @@ export async function runScenarioTask(task: ScenarioTask): Promise<ScenarioTaskR
       } else {
         r++;
       }
-      if (r % YIELD_EVERY === 0) await new Promise((res) => setImmediate(res));
+      if (r % YIELD_EVERY === 0 && !acc.controlled) await new Promise((res) => setImmediate(res));
     }
+    if (acc instanceof ControlledAccess) acc.leaveControl();
     acc.poke(status, ActorStatus.DONE);
     const res: ScenarioTaskResult = { name: task.name, ok: true, labels: acc.knownLabels() };
     if (task.index === 0) Object.assign(res, { iterations: r, first });
@@ -70,6 +74,8 @@ export async function runScenarioTask(task: ScenarioTask): Promise<ScenarioTaskR
   } catch (e) {
     acc.poke(status, ActorStatus.FAILED);
     acc.poke(L.vm(VM.ABORT), 1);
+    // Hand the baton on so the other actors see the abort at their next step.
+    if (acc instanceof ControlledAccess) acc.leaveControl();
     const error = toWire(e);
     error.actor ??= task.name;
     return { name: task.name, ok: false, error, labels: acc.knownLabels() };

@@ -16,7 +16,7 @@
  */
 import type { Addr } from '../mem/layout.js';
 import type { Access } from '../mem/access.js';
-import { SPIN_LIMIT, waitWhileEqual } from './wait.js';
+import { spinLimit, waitWhileEqual } from './wait.js';
 import { notOwnerError, ownerLabel, ownerTag, recursiveLockError, wordAt } from './owner.js';
 
 /**
@@ -67,7 +67,7 @@ export function mutexLock(acc: Access, addr: Addr, what = DEFAULT_WHAT, deadline
   const me = ownerTag(acc.actor);
   const ownerAddr = wordAt(addr, MUTEX.OWNER);
   if (acc.readOnce(ownerAddr, lbl) === me) throw recursiveLockError(acc.name, what);
-  for (let i = 0; i < SPIN_LIMIT; i++) {
+  for (let i = 0, n = spinLimit(acc); i < n; i++) {
     if (acc.readOnce(addr, lbl) === MutexState.UNLOCKED && acc.cmpxchg(addr, MutexState.UNLOCKED, MutexState.LOCKED, lbl) === MutexState.UNLOCKED) {
       setOwner(acc, addr, lbl);
       return;

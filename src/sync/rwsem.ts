@@ -21,7 +21,7 @@
  */
 import type { Addr } from '../mem/layout.js';
 import type { Access, RacePoint } from '../mem/access.js';
-import { SPIN_LIMIT, waitWhileEqual } from './wait.js';
+import { spinLimit, waitWhileEqual } from './wait.js';
 import { notOwnerError, ownerLabel, ownerTag, recursiveLockError, wordAt } from './owner.js';
 
 /**
@@ -106,7 +106,7 @@ export function downRead(acc: Access, addr: Addr, what = DEFAULT_WHAT, deadlineM
   const lbl = label(what);
   for (;;) {
     let s = 0;
-    for (let i = 0; i < SPIN_LIMIT; i++) {
+    for (let i = 0, n = spinLimit(acc); i < n; i++) {
       s = acc.readOnce(addr, lbl);
       if (!readerBlocked(s)) {
         if (acc.cmpxchg(addr, s, s + 1, lbl) === s) return;
@@ -166,7 +166,7 @@ export function downWrite(acc: Access, addr: Addr, what = DEFAULT_WHAT, deadline
   try {
     for (;;) {
       let s = 0;
-      for (let i = 0; i < SPIN_LIMIT; i++) {
+      for (let i = 0, n = spinLimit(acc); i < n; i++) {
         s = acc.readOnce(addr, lbl);
         if (!writerBlocked(s)) {
           if (acc.cmpxchg(addr, s, s - WAITING_WRITER_ONE + WRITER, lbl) === s) {

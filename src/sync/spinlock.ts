@@ -21,7 +21,7 @@
  */
 import type { Addr } from '../mem/layout.js';
 import type { Access, RacePoint } from '../mem/access.js';
-import { SPIN_LIMIT, waitWhileEqual } from './wait.js';
+import { spinLimit, waitWhileEqual } from './wait.js';
 import { notOwnerError, ownerLabel, ownerTag, recursiveLockError, wordAt } from './owner.js';
 
 /**
@@ -55,7 +55,7 @@ export function spinLock(acc: Access, addr: Addr, label: RacePoint = DEFAULT_LAB
   if (found === me) throw recursiveLockError(acc.name, `spinlock ${label}`);
   const sleepers = wordAt(addr, SPINLOCK.SLEEPERS);
   for (;;) {
-    for (let i = 0; i < SPIN_LIMIT; i++) {
+    for (let i = 0, n = spinLimit(acc); i < n; i++) {
       if (acc.readOnce(addr, label) === 0 && acc.cmpxchg(addr, 0, me, label) === 0) return;
       acc.cpuRelax(label);
     }

@@ -18,6 +18,16 @@ const SLICE_MS = 20;
 export const SPIN_LIMIT = 200;
 
 /**
+ * Attempts before a waiter sleeps: {@link SPIN_LIMIT} spins on real threads; one attempt in
+ * controlled mode, where more spins only add scheduling steps (the wait itself is a scheduling
+ * point). Never 0: the spin loops also make the attempt.
+ * @emulator
+ */
+export function spinLimit(acc: Access): number {
+  return acc.controlled ? 1 : SPIN_LIMIT;
+}
+
+/**
  * Per-thread wait diagnostics (each worker has its own copy of this module).
  * `lateWakeups` counts slices that timed out although the word had changed: the change came
  * without a notify. For a protocol that notifies on every change (the doorbell), a non-zero
@@ -75,12 +85,12 @@ function endWait(acc: Access, prevStatus: number): void {
  * @kvm kernel/futex/waitwake.c futex_wait (bounded like kernel/hung_task.c check_hung_task)
  */
 export function waitWhileEqual(acc: Access, addr: Addr, expected: number, label: RacePoint, what: string, deadlineMs = acc.deadlineMs): void {
-  const start = performance.now();
+  const start = acc.now();
   const prevStatus = publishWait(acc, label, addr);
   try {
     for (;;) {
       if (runAborted(acc)) throw abortedError(acc, what);
-      const left = deadlineMs - (performance.now() - start);
+      const left = deadlineMs - (acc.now() - start);
       if (left <= 0) {
         throw new EmuError('EMU_ERR_DEADLINE', `${acc.name} stuck for ${deadlineMs} ms waiting for ${what} (at ${label}, word ${addr} == ${expected})`, {
           actor: acc.name,
@@ -106,7 +116,7 @@ export function waitWhileEqual(acc: Access, addr: Addr, expected: number, label:
  * @kvm include/linux/wait.h wait_event (spin then sleep)
  */
 export function spinThenWait(acc: Access, addr: Addr, expected: number, label: RacePoint, what: string, deadlineMs = acc.deadlineMs): void {
-  for (let i = 0; i < SPIN_LIMIT; i++) {
+  for (let i = 0, n = spinLimit(acc); i < n; i++) {
     if (acc.readOnce(addr, label) !== expected) return;
     acc.cpuRelax(label);
   }
@@ -128,17 +138,17 @@ const POLL_MIN_SLEEP_MS = 0.05;
  */
 export function pollUntil(acc: Access, addr: Addr, label: RacePoint, done: () => boolean, what: () => string, deadlineMs = acc.deadlineMs): void {
   if (done()) return;
-  const start = performance.now();
+  const start = acc.now();
   const prevStatus = publishWait(acc, label, addr);
   try {
-    for (let i = 0; i < SPIN_LIMIT; i++) {
+    for (let i = 0, n = spinLimit(acc); i < n; i++) {
       acc.cpuRelax(label);
       if (done()) return;
     }
     let sleepMs = POLL_MIN_SLEEP_MS;
     for (;;) {
       if (runAborted(acc)) throw abortedError(acc, what());
-      const left = deadlineMs - (performance.now() - start);
+      const left = deadlineMs - (acc.now() - start);
       if (left <= 0) {
         const w = what();
         throw new EmuError('EMU_ERR_DEADLINE', `${acc.name} stuck for ${deadlineMs} ms waiting for ${w} (at ${label})`, {

@@ -1,0 +1,341 @@
+/**
+ * Races in controlled mode: the scenario's actors run on the same pool threads with the same
+ * code, but one labelled access at a time in an order a strategy chooses, with x86-TSO store
+ * buffers (see mem/controlled). An execution is a number of rounds under one schedule; a search
+ * runs executions (schedules) until one breaks an invariant or the budget ends. Every execution
+ * is a function of its parameters, so a failing one is printed as a replay token that reproduces
+ * the same violation, in the same round, with the same trace digest, on any host, under any load.
+ */
+import { ACTOR, ActorStatus, RunState, VM, describeAddr } from '../mem/layout.js';
+import { Access, createMachineMemory, type MachineMemory } from '../mem/access.js';
+import { abortControl, controlSteps, createControlBlock, describeControl, nextDfsPrefix, readControlSummary, type ControlSummary, type StrategyName } from '../mem/controlled.js';
+import { badParam, fromWire } from '../errors.js';
+import type { Violation } from '../invariants/checks.js';
+import { deriveSeed } from '../util/prng.js';
+import { sharedPool, type ActorPool } from '../runtime/pool.js';
+import { checkInt, checkNumber } from '../runtime/config.js';
+import { READY_STALL_MS, waitUntilReady } from '../runtime/ready.js';
+import { sharedClockMs } from '../trace/events.js';
+import { resolveRace, type FirstViolation, type RaceResult } from './runner.js';
+import type { ScenarioDef, ScenarioParams } from './define.js';
+import type { ScenarioTask, ScenarioTaskResult } from './protocol.js';
+
+/** Options of a controlled search (`hvemu race --mode controlled`). */
+export interface ControlledRaceOptions {
+  variant?: string;
+  /** Rounds per execution (default 2). */
+  iterations?: number;
+  /** Executions to try (default 1000; DFS stops earlier when it has run every schedule). */
+  schedules?: number;
+  /** Optional wall-clock budget over the whole search (whole executions only). */
+  seconds?: number;
+  /** Seed of the search; execution i uses a seed derived from it. */
+  seed?: number;
+  vcpus?: number;
+  /** `pct` (default), `random` or `dfs`. */
+  strategy?: StrategyName;
+  /** PCT depth d (default 2). */
+  depth?: number;
+  /** DFS preemption bound (default 2). */
+  preemptions?: number;
+  /** Longest a wait may block, on the logical clock (ms, default 10000). */
+  deadlineMs?: number;
+  pool?: ActorPool;
+  signal?: AbortSignal;
+  /** Decisions per execution before it is abandoned as a livelock (default 2,000,000). */
+  maxSteps?: number;
+  /** Wall-clock time without a scheduling decision before an execution counts as hung (ms, default 60000). */
+  watchdogMs?: number;
+}
+
+/** Everything needed to run one execution again. */
+export interface ReplaySpec {
+  scenario: string;
+  variant: string;
+  vcpus: number;
+  /** Rounds of the execution. */
+  iterations: number;
+  strategy: StrategyName;
+  /** The execution's own seed (strategy choices and the scenario's seeded inputs). */
+  seed: number;
+  depth: number;
+  stepsEstimate: number;
+  deadlineMs: number;
+  maxSteps: number;
+  /** DFS: the choices to follow. */
+  prefix?: number[];
+}
+
+/** Result of a controlled race (the `hvemu race --mode controlled --json` document). */
+export interface ControlledRaceResult extends RaceResult {
+  mode: 'controlled';
+  strategy: StrategyName;
+  /** Executions run. */
+  schedules: number;
+  /** Decisions over all executions. */
+  steps: number;
+  /** DFS ran every schedule within its preemption bound. */
+  exhausted: boolean;
+  /** The failing execution (or the last one): token, digest, steps. */
+  replay: string | null;
+  traceDigest: string | null;
+  execution: { steps: number; drains: number; preemptions: number; clockMs: number; status: string } | null;
+  /** What the strategy guarantees, in words. */
+  guarantee: string;
+}
+
+const TOKEN_PREFIX = 'hv1.';
+
+/** Encode a replay spec as a compact token (base64url JSON). @emulator */
+export function encodeReplay(spec: ReplaySpec): string {
+  return TOKEN_PREFIX + Buffer.from(JSON.stringify(spec)).toString('base64url');
+}
+
+/** Decode a replay token (EMU_ERR_BAD_PARAM naming `token` when it is not one). @emulator */
+export function decodeReplay(token: string): ReplaySpec {
+  if (typeof token !== 'string' || !token.startsWith(TOKEN_PREFIX)) throw badParam('token', `not a replay token (they start with "${TOKEN_PREFIX}")`);
+  let spec: ReplaySpec;
+  try {
+    spec = JSON.parse(Buffer.from(token.slice(TOKEN_PREFIX.length), 'base64url').toString('utf8')) as ReplaySpec;
+  } catch {
+    throw badParam('token', 'the token is damaged (not base64url JSON)');
+  }
+  for (const k of ['scenario', 'variant', 'strategy'] as const) if (typeof spec[k] !== 'string') throw badParam('token', `the token lacks ${k}`);
+  for (const k of ['vcpus', 'iterations', 'seed', 'depth', 'stepsEstimate', 'deadlineMs', 'maxSteps'] as const) if (!Number.isInteger(spec[k])) throw badParam('token', `the token lacks ${k}`);
+  return spec;
+}
+
+/** One controlled execution's outcome. */
+export interface Execution {
+  iterations: number;
+  first: FirstViolation | null;
+  failure: RaceResult['failure'];
+  summary: ControlSummary;
+  elapsedMs: number;
+  /** The machine memory at the end (read it with an Access on the main thread). */
+  mem: MachineMemory;
+}
+
+/** Default wall-clock time without a single scheduling decision before an execution counts as hung. */
+const WATCHDOG_MS = 60_000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const STATUS_NAMES = Object.fromEntries(Object.entries(ActorStatus).map(([k, v]) => [v, k]));
+
+/**
+ * Run one execution of a scenario under one schedule (the actors on `pool`, the main thread only
+ * opens the gate and watches for a hang). @emulator
+ */
+export async function runExecution(def: ScenarioDef, params: ScenarioParams, spec: ReplaySpec, pool: ActorPool, watchdogMs = WATCHDOG_MS): Promise<Execution> {
+  const roles = def.roles(params);
+  const layoutCfg = { ...def.layout(params), extraActors: roles.length, extraActorNames: roles, ringRecords: 1024 };
+  const mem = createMachineMemory(layoutCfg);
+  const L = mem.layout;
+  const main = new Access(mem, { actor: L.mainActor, name: 'main', deadlineMs: spec.deadlineMs });
+  def.init(main, params);
+  const control = createControlBlock({ actors: roles.length, strategy: spec.strategy, seed: spec.seed, depth: spec.depth, stepsEstimate: spec.stepsEstimate, maxSteps: spec.maxSteps, ...(spec.prefix ? { prefix: spec.prefix } : {}) });
+  pool.ensureCapacity(roles.length);
+  const epochMs = sharedClockMs();
+  const results: (ScenarioTaskResult | undefined)[] = roles.map(() => undefined);
+  const promises = roles.map((role, index) => {
+    const task: ScenarioTask = { kind: 'scenario', sab: mem.sab, layout: layoutCfg, scenario: def.id, variant: params.variant.name, vcpus: params.vcpus, seed: params.seed, index, name: role, deadlineMs: spec.deadlineMs, epochMs, trace: false, maxIterations: spec.iterations, control };
+    return pool.runScenario<ScenarioTask, ScenarioTaskResult>(task).then(
+      (r) => (results[index] = r),
+      (err: unknown) => (results[index] = { name: role, ok: false, error: { code: 'EMU_ERR_ACTOR_CRASHED', message: `${role}: worker crashed: ${err instanceof Error ? err.message : String(err)}`, actor: role } }),
+    );
+  });
+  const settled = () => results.filter((r) => r !== undefined).length;
+  await waitUntilReady(() => main.peek(L.vm(VM.READY_COUNT)), roles.length, () => settled() > 0, READY_STALL_MS);
+  const t0 = performance.now();
+  main.poke(L.vm(VM.RUN_STATE), RunState.RUNNING);
+  main.poke(L.vm(VM.START_GATE), 1);
+  main.notify(L.vm(VM.START_GATE), Infinity, 'runtime:start-gate');
+  // Watchdog: the run needs no wall clock, but a crashed thread or a bug in the hand-off must
+  // not hang the process. No decision for WATCHDOG_MS = hung: stop everyone and report.
+  let lastSteps = -1;
+  let lastProgress = performance.now();
+  let stuck: { actor: string; status: string; waitingOn: string }[] = [];
+  let hung = false;
+  let hangState = '';
+  while (settled() < roles.length) {
+    await sleep(5);
+    if (results.some((r) => r && !r.ok)) main.poke(L.vm(VM.ABORT), 1);
+    const steps = controlSteps(control);
+    if (steps !== lastSteps) {
+      lastSteps = steps;
+      lastProgress = performance.now();
+    } else if (!hung && performance.now() - lastProgress > watchdogMs) {
+      hung = true;
+      stuck = roles
+        .map((role, i) => ({ role, i }))
+        .filter(({ i }) => results[i] === undefined)
+        .map(({ role, i }) => {
+          const a = L.extraActor(i);
+          const label = main.peek(L.actor(a, ACTOR.WAIT_LABEL));
+          return { actor: role, status: STATUS_NAMES[main.peek(L.actor(a, ACTOR.STATUS))] ?? '?', waitingOn: label !== 0 ? describeAddr(L, main.peek(L.actor(a, ACTOR.WAIT_ADDR))) : 'running (not in a wait)' };
+        });
+      hangState = describeControl(control, roles);
+      main.poke(L.vm(VM.ABORT), 1);
+      abortControl(control);
+    } else if (hung && performance.now() - lastProgress > watchdogMs + 10_000) {
+      await pool.destroy();
+      break;
+    }
+  }
+  await Promise.race([Promise.all(promises), sleep(1000)]);
+  const elapsedMs = performance.now() - t0;
+  const summary = readControlSummary(control);
+  const lead = results[0];
+  const failures = results.filter((r): r is ScenarioTaskResult => r !== undefined && !r.ok);
+  const root = failures.find((r) => r.error?.code !== 'EMU_ERR_ABORTED') ?? failures[0];
+  const f = lead?.first ?? null;
+  let first: FirstViolation | null = f && f.violations[0] ? { iteration: f.iteration, elapsedMs: f.elapsedMs, invariant: f.violations[0].invariant, detail: f.violations[0].message, violations: f.violations } : null;
+  let failure: RaceResult['failure'] = null;
+  const iterations = lead?.iterations ?? main.peek(L.vm(VM.ITERATIONS));
+  if (root?.error?.code === 'EMU_ERR_DEADLINE') {
+    // A deadlock is a finding: every actor's report (on the logical clock, so it is the same every run).
+    const v: Violation = { invariant: 'noDeadlock', message: failures.map((r) => r.error?.message ?? r.name).join('; ') };
+    first = { iteration: main.peek(L.vm(VM.ITERATIONS)), elapsedMs, invariant: v.invariant, detail: v.message, violations: [v] };
+  } else if (hung) {
+    failure = { code: 'EMU_ERR_DEADLINE', message: `no scheduling decision for ${watchdogMs / 1000} s of wall-clock time (a hang in the controlled runtime): ${hangState}`, stuck };
+  } else if (summary.status === 'STEP_LIMIT') {
+    failure = { code: 'EMU_ERR_DEADLINE', message: `the execution took more than ${spec.maxSteps} scheduling decisions (a livelock under this schedule?)`, stuck: [] };
+  } else if (root?.error) {
+    const e = fromWire(root.error);
+    failure = { code: e.code, message: e.message, actor: root.name, stuck: [] };
+  }
+  return { iterations, first, failure, summary, elapsedMs, mem };
+}
+
+/** Human words for what a strategy guarantees. */
+function guaranteeOf(strategy: StrategyName, depth: number, n: number, k: number, preemptions: number, schedules: number, exhausted: boolean): string {
+  if (strategy === 'pct') {
+    const p = 1 / (n * Math.pow(k, depth - 1));
+    return `PCT d=${depth}: each execution finds a bug of depth ≤ ${depth} with probability ≥ 1/(n·k^(d−1)) = 1/(${n}·${k}^${depth - 1}) ≈ ${p.toExponential(1)} (n = ${n} entities, k = ${k} steps)`;
+  }
+  if (strategy === 'dfs') return exhausted ? `all ${schedules} schedules with ≤ ${preemptions} preemptions explored` : `DFS with ≤ ${preemptions} preemptions: ${schedules} schedules explored, not exhaustive (budget)`;
+  return `random: ${schedules} schedules, no coverage guarantee`;
+}
+
+/** Validate controlled options (EMU_ERR_BAD_PARAM naming the parameter). @emulator */
+export function resolveControlled(id: string, o: ControlledRaceOptions) {
+  const base = resolveRace(id, { ...(o.variant === undefined ? {} : { variant: o.variant }), iterations: o.iterations ?? 2, ...(o.seed === undefined ? {} : { seed: o.seed }), ...(o.vcpus === undefined ? {} : { vcpus: o.vcpus }) });
+  const strategy = o.strategy ?? 'pct';
+  if (!['pct', 'random', 'dfs'].includes(strategy)) throw badParam('strategy', `"${String(strategy)}" is not one of pct, random, dfs`);
+  const rounds = checkInt('iterations', o.iterations ?? 2, 1, 1_000_000);
+  const schedules = checkInt('schedules', o.schedules ?? 1000, 1, 1e9);
+  const depth = checkInt('depth', o.depth ?? 2, 1, 16);
+  const preemptions = checkInt('preemptions', o.preemptions ?? 2, 0, 64);
+  const deadlineMs = checkInt('deadlineMs', o.deadlineMs ?? 10_000, 1, 3_600_000);
+  const maxSteps = checkInt('maxSteps', o.maxSteps ?? 2_000_000, 1000, 0x7fffffff);
+  const seconds = o.seconds === undefined ? undefined : checkNumber('seconds', o.seconds, 0.01, 86_400);
+  const watchdogMs = checkInt('watchdogMs', o.watchdogMs ?? WATCHDOG_MS, 100, 3_600_000);
+  return { ...base, strategy, rounds, schedules, depth, preemptions, deadlineMs, maxSteps, seconds, watchdogMs };
+}
+
+/**
+ * Search a scenario's schedules in controlled mode until one breaks an invariant (or deadlocks),
+ * or the budget ends. Rejects only for bad options. @emulator
+ */
+export async function runControlledRace(id: string, o: ControlledRaceOptions = {}): Promise<ControlledRaceResult> {
+  const r = resolveControlled(id, o);
+  const { def, params } = r;
+  const pool = o.pool ?? (await sharedPool(def.roles(params).length));
+  const t0 = performance.now();
+  let stepsEstimate = 20_000;
+  let totalSteps = 0;
+  let schedules = 0;
+  let exhausted = false;
+  let prefix: number[] | undefined = r.strategy === 'dfs' ? [] : undefined;
+  let last: { spec: ReplaySpec; ex: Execution } | null = null;
+  for (let i = 0; i < r.schedules; i++) {
+    if (o.signal?.aborted) break;
+    if (r.seconds !== undefined && performance.now() - t0 >= r.seconds * 1000) break;
+    const spec: ReplaySpec = {
+      scenario: def.id,
+      variant: params.variant.name,
+      vcpus: params.vcpus,
+      iterations: r.rounds,
+      strategy: r.strategy,
+      seed: r.strategy === 'dfs' ? params.seed : deriveSeed(params.seed, i),
+      depth: r.depth,
+      stepsEstimate,
+      deadlineMs: r.deadlineMs,
+      maxSteps: r.maxSteps,
+      ...(prefix ? { prefix } : {}),
+    };
+    const ex = await runExecution(def, { ...params, seed: spec.seed }, spec, pool, r.watchdogMs);
+    schedules++;
+    totalSteps += ex.summary.steps;
+    last = { spec, ex };
+    if (ex.first || ex.failure) break;
+    // PCT draws its change points from 1..k: estimate k from what executions take.
+    stepsEstimate = Math.max(stepsEstimate, ex.summary.steps);
+    if (r.strategy === 'dfs') {
+      if (ex.summary.logTruncated) break;
+      const next = nextDfsPrefix(ex.summary.log, r.preemptions);
+      if (!next) {
+        exhausted = true;
+        break;
+      }
+      prefix = next;
+    }
+  }
+  const ex = last?.ex;
+  const n = 2 * def.roles(params).length;
+  return {
+    scenario: def.id,
+    variant: params.variant.name,
+    seed: params.seed,
+    vcpus: params.vcpus,
+    iterations: ex?.iterations ?? 0,
+    elapsedMs: performance.now() - t0,
+    violations: ex?.first ? ex.first.violations.length : 0,
+    first: ex?.first ?? null,
+    widen: null,
+    interrupted: o.signal?.aborted ?? false,
+    failure: ex?.failure ?? null,
+    trace: null,
+    mode: 'controlled',
+    strategy: r.strategy,
+    schedules,
+    steps: totalSteps,
+    exhausted,
+    replay: last && (ex?.first || ex?.failure) ? encodeReplay(last.spec) : null,
+    traceDigest: ex?.summary.traceDigest ?? null,
+    execution: ex ? { steps: ex.summary.steps, drains: ex.summary.drains, preemptions: ex.summary.preemptions, clockMs: ex.summary.clockMs, status: ex.summary.status } : null,
+    guarantee: guaranteeOf(r.strategy, r.depth, n, stepsEstimate, r.preemptions, schedules, exhausted),
+  };
+}
+
+/** Run a replay token's execution again: same violation, same round, same trace digest. @emulator */
+export async function replayRace(token: string, o: { pool?: ActorPool } = {}): Promise<ControlledRaceResult> {
+  const spec = decodeReplay(token);
+  const { def, params } = resolveRace(spec.scenario, { variant: spec.variant, vcpus: spec.vcpus, seed: spec.seed, iterations: spec.iterations });
+  const pool = o.pool ?? (await sharedPool(def.roles(params).length));
+  const t0 = performance.now();
+  const ex = await runExecution(def, params, spec, pool);
+  return {
+    scenario: def.id,
+    variant: params.variant.name,
+    seed: spec.seed,
+    vcpus: params.vcpus,
+    iterations: ex.iterations,
+    elapsedMs: performance.now() - t0,
+    violations: ex.first ? ex.first.violations.length : 0,
+    first: ex.first,
+    widen: null,
+    interrupted: false,
+    failure: ex.failure,
+    trace: null,
+    mode: 'controlled',
+    strategy: spec.strategy,
+    schedules: 1,
+    steps: ex.summary.steps,
+    exhausted: false,
+    replay: token,
+    traceDigest: ex.summary.traceDigest,
+    execution: { steps: ex.summary.steps, drains: ex.summary.drains, preemptions: ex.summary.preemptions, clockMs: ex.summary.clockMs, status: ex.summary.status },
+    guarantee: 'replay of one recorded execution',
+  };
+}
