@@ -17,7 +17,8 @@ import { MsgpackEventWriter } from '../trace/msgpack.js';
 import { checkOutputPath } from '../trace/output-path.js';
 import { EmuError } from '../errors.js';
 import { parseIntOption, parseNumberOption } from './args.js';
-import { raceToJson, raceToText, racesTable, resultToJson, resultToText, traceOutText, type TraceOutcome } from './output.js';
+import { controlledRaceToJson, controlledRaceToText, raceToJson, raceToText, racesTable, resultToJson, resultToText, traceOutText, type TraceOutcome } from './output.js';
+import { decodeReplay, replayRace, resolveControlled, runControlledRace, type ControlledRaceOptions, type StrategyName } from '../scenarios/controlled.js';
 import Table from 'cli-table3';
 import { SCENARIOS } from '../scenarios/index.js';
 import { resolveRace, runRace, type RaceOptions, type RaceResult } from '../scenarios/runner.js';
@@ -192,6 +193,53 @@ interface RaceFlags {
   trace?: string;
   json?: boolean;
   deadlineMs: string;
+  mode: string;
+  strategy?: string;
+  depth?: string;
+  preemptions?: string;
+  schedules?: string;
+}
+
+/** `race --mode controlled`: search schedules; a find prints an exact replay token. */
+async function cmdRaceControlled(id: string, f: RaceFlags): Promise<number> {
+  for (const [flag, v] of [['--trace', f.trace], ['--no-widen', f.widen ? undefined : 'x']] as const) {
+    if (v !== undefined) throw new UsageError(`invalid ${flag.slice(2)}: ${flag} is for --mode free (controlled mode has no window widening; its replay token replays the run exactly)`);
+  }
+  const opts: ControlledRaceOptions = { deadlineMs: parseIntOption('deadline-ms', f.deadlineMs) };
+  if (f.variant !== undefined) opts.variant = f.variant;
+  if (f.iterations !== undefined) opts.iterations = parseIntOption('iterations', f.iterations);
+  if (f.seconds !== undefined) opts.seconds = parseNumberOption('seconds', f.seconds);
+  opts.seed = f.seed !== undefined ? parseIntOption('seed', f.seed) : (Date.now() % 0xffffffff) >>> 0;
+  if (f.vcpus !== undefined) opts.vcpus = parseIntOption('vcpus', f.vcpus);
+  if (f.strategy !== undefined) opts.strategy = f.strategy as StrategyName;
+  if (f.depth !== undefined) opts.depth = parseIntOption('depth', f.depth);
+  if (f.preemptions !== undefined) opts.preemptions = parseIntOption('preemptions', f.preemptions);
+  if (f.schedules !== undefined) opts.schedules = parseIntOption('schedules', f.schedules);
+  resolveControlled(id, opts);
+  const ac = new AbortController();
+  opts.signal = ac.signal;
+  const onSigint = () => {
+    if (ac.signal.aborted) void closeSharedPool().finally(() => process.exit(130));
+    err('\ninterrupted: stopping after the current schedule (Ctrl-C again to force)');
+    ac.abort();
+  };
+  process.on('SIGINT', onSigint);
+  if (!f.json) err(`hvemu: race ${id} running in controlled mode (Ctrl-C stops it after the current schedule)`);
+  try {
+    const r = await runControlledRace(id, opts);
+    out(f.json ? JSON.stringify(controlledRaceToJson(r), null, 2) : controlledRaceToText(r));
+    return r.first || r.failure ? EXIT.FINDING : EXIT.OK;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** `replay TOKEN`: run a controlled execution again, exactly. */
+async function cmdReplay(token: string, f: { json?: boolean }): Promise<number> {
+  decodeReplay(token);
+  const r = await replayRace(token);
+  out(f.json ? JSON.stringify(controlledRaceToJson(r), null, 2) : controlledRaceToText(r));
+  return r.first || r.failure ? EXIT.FINDING : EXIT.OK;
 }
 
 function cmdList(f: { json?: boolean }): number {
@@ -214,6 +262,11 @@ function cmdList(f: { json?: boolean }): number {
 }
 
 async function cmdRace(id: string, f: RaceFlags): Promise<number> {
+  if (f.mode !== 'free' && f.mode !== 'controlled') throw new UsageError(`invalid mode: "${f.mode}" (free or controlled)`);
+  if (f.mode === 'controlled') return cmdRaceControlled(id, f);
+  for (const [flag, v] of [['--strategy', f.strategy], ['--depth', f.depth], ['--preemptions', f.preemptions], ['--schedules', f.schedules]] as const) {
+    if (v !== undefined) throw new UsageError(`invalid ${flag.slice(2)}: ${flag} needs --mode controlled`);
+  }
   // Output paths first: a path that cannot be written is bad usage, found before any work.
   if (f.trace !== undefined) checkOutputPath('--trace', f.trace);
   const opts: RaceOptions = { widen: f.widen, deadlineMs: parseIntOption('deadline-ms', f.deadlineMs) };
@@ -293,9 +346,21 @@ export function buildProgram(): Command {
     .option('--no-widen', 'no window widening at race points')
     .option('--deadline-ms <ms>', 'a wait longer than this is a deadlock finding', '10000')
     .option('--trace <file>', 'write the accesses around the first violation as Chrome Trace Event JSON (Perfetto)')
+    .option('--mode <mode>', 'free (real threads, the host interleaves) or controlled (one access at a time, x86-TSO, exact replay)', 'free')
+    .option('--strategy <name>', 'controlled: random, pct or dfs (default random)')
+    .option('--depth <d>', 'controlled, pct: bug depth d (default 2)')
+    .option('--preemptions <b>', 'controlled, dfs: preemption bound (default 2)')
+    .option('--schedules <n>', 'controlled: schedules to try (default 1000)')
     .option('--json', 'print the result as JSON')
     .action(async (id: string, f: RaceFlags) => {
       process.exitCode = await cmdRace(id, f);
+    });
+  program
+    .command('replay <token>')
+    .description('run the execution a controlled race printed as a token again: same violation, same round, same trace digest')
+    .option('--json', 'print the result as JSON')
+    .action(async (token: string, f: { json?: boolean }) => {
+      process.exitCode = await cmdReplay(token, f);
     });
   program
     .command('tour')
@@ -314,6 +379,8 @@ const USAGE =
   '                 [--deadline-ms MS] [--drain-ms MS] [--no-trace] [--trace-out FILE] [--json]\n' +
   '       hvemu list [--json]\n' +
   '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--no-widen] [--deadline-ms MS] [--trace FILE] [--json]\n' +
+  '       hvemu race <id> --mode controlled [--strategy random|pct|dfs] [--depth D] [--preemptions B] [--schedules N] [--variant V] [--iterations N] [--seconds S] [--seed X] [--vcpus N] [--deadline-ms MS] [--json]\n' +
+  '       hvemu replay <token> [--json]\n' +
   '       hvemu tour [--seconds S] [--seed X] [--json]\n' +
   '       hvemu --help';
 

@@ -4,6 +4,7 @@
 import Table from 'cli-table3';
 import type { RunResult } from '../runtime/machine.js';
 import type { RaceResult } from '../scenarios/runner.js';
+import type { ControlledRaceResult } from '../scenarios/controlled.js';
 import { MODE_NAMES } from '../kvm/modes.js';
 
 /** What became of `run --trace-out FILE`: events written, or why the file could not be. */
@@ -149,7 +150,43 @@ export function raceToText(r: RaceResult): string {
     if (r.trace.error === null) lines.push(`trace: ${fmt(r.trace.events)} accesses written to ${r.trace.file} (${kept}; open it in https://ui.perfetto.dev)`);
     else lines.push(`trace: NOT written to ${r.trace.file}: ${r.trace.error}`);
   }
-  lines.push(`replay: hvemu race ${r.scenario} --variant ${r.variant} --seed ${r.seed}${r.widen ? '' : ' --no-widen'}`);
+  // Free mode: the seed fixes the round inputs, not the interleaving of the threads.
+  lines.push(`rerun (same inputs; the interleaving is the host's, so not an exact replay): hvemu race ${r.scenario} --variant ${r.variant} --seed ${r.seed}${r.widen ? '' : ' --no-widen'}`);
+  if (r.first || r.failure) lines.push(`exact replay: search in controlled mode, e.g. hvemu race ${r.scenario} --variant ${r.variant} --mode controlled --seed ${r.seed}, and replay the token it prints`);
+  return lines.join('\n');
+}
+
+/** `hvemu race --mode controlled --json` / `hvemu replay --json`. */
+export function controlledRaceToJson(r: ControlledRaceResult): Record<string, unknown> {
+  return {
+    ...raceToJson(r),
+    mode: r.mode,
+    strategy: r.strategy,
+    schedules: r.schedules,
+    steps: r.steps,
+    exhausted: r.exhausted,
+    guarantee: r.guarantee,
+    replay: r.replay,
+    traceDigest: r.traceDigest,
+    execution: r.execution,
+  };
+}
+
+/** The text report of a controlled search or a replay. */
+export function controlledRaceToText(r: ControlledRaceResult): string {
+  const lines = [`hvemu race ${r.scenario} --variant ${r.variant} --mode controlled --strategy ${r.strategy} --seed ${r.seed} (${r.vcpus} vCPUs, x86-TSO store buffers)`];
+  lines.push(`${fmt(r.schedules)} schedule${r.schedules === 1 ? '' : 's'}, ${fmt(r.steps)} scheduling steps in ${(r.elapsedMs / 1000).toFixed(2)} s${r.interrupted ? ' (interrupted)' : ''}`);
+  if (r.first) {
+    lines.push(`VIOLATION ${r.first.invariant} in round ${r.first.iteration} of the failing schedule:`);
+    lines.push(`  ${r.first.detail}`);
+    for (const v of r.first.violations.slice(1, 6)) lines.push(`  also ${v.invariant}: ${v.message}`);
+  } else if (!r.failure) {
+    lines.push('no violation');
+  }
+  if (r.failure) lines.push(`FAILED (${r.failure.code}) ${r.failure.actor ? r.failure.actor + ': ' : ''}${r.failure.message}`);
+  if (r.execution) lines.push(`execution: ${fmt(r.execution.steps)} steps, ${fmt(r.execution.drains)} store-buffer drains, ${fmt(r.execution.preemptions)} preemptions; trace digest ${r.traceDigest}`);
+  lines.push(r.guarantee);
+  if (r.replay) lines.push(`replay (exact, any host, any load): hvemu replay ${r.replay}`);
   return lines.join('\n');
 }
 

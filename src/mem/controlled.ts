@@ -114,6 +114,10 @@ function initStrategy(c: Int32Array): void {
     [perm[i], perm[j]] = [perm[j]!, perm[i]!];
   }
   for (let e = 0; e < 2 * n; e++) c[CB.pri(e)] = d + 1 + perm[e]!;
+  // Every other execution keeps stores buffered as long as anyone can run (drains at priority 0:
+  // below every actor, above only actors that yielded while spinning), so store-buffering
+  // outcomes need no extra change point; the others drain at random priorities.
+  if (rnd() & 1) for (let a = 0; a < n; a++) c[CB.pri(n + a)] = 0;
   const k = c[CB.PCT_K]!;
   for (let i = 0; i < Math.min(d - 1, CB.MAX_CHANGE_POINTS); i++) c[CB.CHANGE + i] = 1 + (rnd() % k);
   c[CB.NEXT_LOW] = 0;

@@ -15,7 +15,8 @@
  *   2010): random distinct priorities, the highest-priority enabled entity runs, and at d-1
  *   random steps (of an estimated k) the running actor drops to priority 1..d-1. A schedule that
  *   needs d ordering constraints is found with probability >= 1/(n·k^(d-1)) per execution, with
- *   n entities. Spinning (a cpu_relax hint) and running more than {@link FAIRNESS_RUN} decisions
+ *   n entities. Store-buffer drains are entities too; in every other execution they sit at
+ *   priority 0 (stores stay buffered while any actor can run). Spinning (a cpu_relax hint) and running more than {@link FAIRNESS_RUN} decisions
  *   in a row drop an actor below everyone, so busy-wait loops cannot livelock the schedule.
  * - `dfs`: follows a prefix of choices, then always choice 0 (the driver enumerates prefixes).
  * - any strategy first follows the control block's prefix (replay).
@@ -96,7 +97,7 @@ export const Entity = {
 } as const;
 
 /** PCT fairness: an actor chosen this many times in a row is dropped below everyone. */
-export const FAIRNESS_RUN = 4096;
+export const FAIRNESS_RUN = 256;
 
 const RUNNABLE = 1;
 const BLOCKED = 2;
@@ -133,9 +134,18 @@ export function chooseNext(c: Int32Array, clock: Float64Array, mem: Int32Array):
     if (st === RUNNABLE) return true;
     return st === BLOCKED && mem[c[actorWord(n, a, CB.A_WAIT_ADDR)]!] !== c[actorWord(n, a, CB.A_WAIT_EXPECTED)];
   };
-  const lastCanRun = last >= 0 && canRun(last);
+  // An actor that yielded (cpu_relax in a spin loop) or ran FAIRNESS_RUN decisions in a row is
+  // not "the one that continues": switching away from it is not a preemption (CHESS's fairness),
+  // so spin loops cannot starve the others under DFS's default choice or PCT's priorities.
+  const yielded = last >= 0 && (c[actorWord(n, last, CB.A_YIELD)] !== 0 || c[CB.RUNLEN]! >= FAIRNESS_RUN);
+  const lastCanRun = last >= 0 && !yielded && canRun(last);
   if (lastCanRun) enabled.push(last);
   for (let a = 0; a < n; a++) if (a !== last && canRun(a)) enabled.push(a);
+  // A yielded actor comes after the others (choice 0 lets someone else run).
+  if (yielded) {
+    c[CB.RUNLEN] = 0;
+    if (canRun(last)) enabled.push(last);
+  }
   for (let a = 0; a < n; a++) if (c[actorWord(n, a, CB.A_SB_COUNT)]! > 0) enabled.push(n + a);
 
   let choice: number;
@@ -163,7 +173,8 @@ export function chooseNext(c: Int32Array, clock: Float64Array, mem: Int32Array):
     choice = 0;
     e = best;
   } else {
-    choice = pick(c, n, step, last, lastCanRun);
+    choice = pick(c, n, step, last, yielded);
+    if (last >= 0) c[actorWord(n, last, CB.A_YIELD)] = 0;
     e = enabled[choice]!;
     if (e < n && c[actorWord(n, e, CB.A_STATE)] === BLOCKED) {
       c[actorWord(n, e, CB.A_STATE)] = RUNNABLE;
@@ -188,7 +199,7 @@ export function chooseNext(c: Int32Array, clock: Float64Array, mem: Int32Array):
 }
 
 /** The strategy's choice: an index into `enabled`. */
-function pick(c: Int32Array, n: number, step: number, last: number, lastCanRun: boolean): number {
+function pick(c: Int32Array, n: number, step: number, last: number, yielded: boolean): number {
   const prefixLen = c[CB.PREFIX_LEN]!;
   if (step < prefixLen) {
     const at = CB.prefixAt(n, c[CB.SB_CAP]!, c[CB.LOG_CAP]!) + step;
@@ -212,9 +223,7 @@ function pick(c: Int32Array, n: number, step: number, last: number, lastCanRun: 
   if (last >= 0) {
     const d = c[CB.DEPTH]!;
     for (let i = 0; i < Math.min(d - 1, CB.MAX_CHANGE_POINTS); i++) if (c[CB.CHANGE + i] === step) c[CB.pri(last)] = i + 1;
-    const yieldW = actorWord(n, last, CB.A_YIELD);
-    if (c[yieldW] !== 0 || (lastCanRun && c[CB.RUNLEN]! >= FAIRNESS_RUN)) {
-      c[yieldW] = 0;
+    if (yielded) {
       c[CB.NEXT_LOW] = c[CB.NEXT_LOW]! - 1;
       c[CB.pri(last)] = c[CB.NEXT_LOW]!;
     }

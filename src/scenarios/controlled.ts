@@ -32,7 +32,7 @@ export interface ControlledRaceOptions {
   /** Seed of the search; execution i uses a seed derived from it. */
   seed?: number;
   vcpus?: number;
-  /** `pct` (default), `random` or `dfs`. */
+  /** `random` (default), `pct` or `dfs`. */
   strategy?: StrategyName;
   /** PCT depth d (default 2). */
   depth?: number;
@@ -83,6 +83,8 @@ export interface ControlledRaceResult extends RaceResult {
   /** What the strategy guarantees, in words. */
   guarantee: string;
 }
+
+export type { StrategyName };
 
 const TOKEN_PREFIX = 'hv1.';
 
@@ -220,7 +222,7 @@ function guaranteeOf(strategy: StrategyName, depth: number, n: number, k: number
 /** Validate controlled options (EMU_ERR_BAD_PARAM naming the parameter). @emulator */
 export function resolveControlled(id: string, o: ControlledRaceOptions) {
   const base = resolveRace(id, { ...(o.variant === undefined ? {} : { variant: o.variant }), iterations: o.iterations ?? 2, ...(o.seed === undefined ? {} : { seed: o.seed }), ...(o.vcpus === undefined ? {} : { vcpus: o.vcpus }) });
-  const strategy = o.strategy ?? 'pct';
+  const strategy = o.strategy ?? 'random';
   if (!['pct', 'random', 'dfs'].includes(strategy)) throw badParam('strategy', `"${String(strategy)}" is not one of pct, random, dfs`);
   const rounds = checkInt('iterations', o.iterations ?? 2, 1, 1_000_000);
   const schedules = checkInt('schedules', o.schedules ?? 1000, 1, 1e9);

@@ -297,7 +297,7 @@ test('a write that fails mid-file (EFBIG) after a run: result printed, error on 
   const race = await hvemu(['race', 'savic-requested-irr', '--variant', 'fixed', '--iterations', '50', '--trace', raceFile], { fileSizeBlocks: 2 });
   t.is(race.code, 0, race.stderr);
   t.regex(race.stdout, /no violation/);
-  t.regex(race.stdout, /replay: hvemu race savic-requested-irr/);
+  t.regex(race.stdout, /rerun \(same inputs[^)]*\): hvemu race savic-requested-irr/);
   t.regex(race.stderr, /hvemu: could not write --trace \S+race\.json: EFBIG/);
   t.notRegex(race.stderr, NO_STACK);
   t.notRegex(race.stderr, /internal error/);
@@ -412,7 +412,7 @@ function cliUsage(stderr: string): Map<string, string> {
     const m = /^(?:usage:)?\s*hvemu (\w+)\b/.exec(line);
     if (m) {
       current = m[1]!;
-      usage.set(current, line);
+      usage.set(current, (usage.get(current) ?? '') + ' ' + line);
     } else if (current && /^\s+\[/.test(line)) usage.set(current, usage.get(current) + ' ' + line);
   }
   return usage;
@@ -421,7 +421,7 @@ function cliUsage(stderr: string): Map<string, string> {
 test('every flag of run, race, tour and list --help is in README\'s usage lines and in the CLI\'s usage', async (t) => {
   const readme = readmeUsage();
   const printed = cliUsage((await hvemu(['no-such-command'])).stderr);
-  for (const cmd of ['run', 'race', 'tour', 'list']) {
+  for (const cmd of ['run', 'race', 'replay', 'tour', 'list']) {
     const help = await hvemu([cmd, '--help']);
     t.is(help.code, 0, help.stderr);
     const flags = [...help.stdout.matchAll(/^\s+(?:-\w, )?(--[a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((f) => f !== '--help');
