@@ -34,6 +34,17 @@ export type { MachineMemory, AccessOptions, WidenConfig, RacePoint } from './mem
 /** Label id of a race point in 'mem:access' events (field `a`): FNV-1a of the label. */
 export { fnv1a as racePointId } from './util/prng.js';
 
+/** The race catalogue and running a race from a script (free mode: real threads). */
+export { SCENARIOS, findScenario } from './scenarios/index.js';
+export { runRace, resolveRace } from './scenarios/runner.js';
+export type { RaceOptions, RaceResult, FirstViolation } from './scenarios/runner.js';
+export type { ScenarioDef, ScenarioVariant, ScenarioParams, ScenarioCtx } from './scenarios/define.js';
+/** Controlled mode: one access at a time, x86-TSO store buffers, strategies, exact replay. */
+export { runControlledRace, replayRace, encodeReplay, decodeReplay } from './scenarios/controlled.js';
+export type { ControlledRaceOptions, ControlledRaceResult, ReplaySpec, StrategyName } from './scenarios/controlled.js';
+export { ControlledAccess, createControlBlock, readControlSummary } from './mem/controlled.js';
+export type { ControlConfig, ControlSummary } from './mem/controlled.js';
+
 export * as apic from './apic/index.js';
 export * as sync from './sync/index.js';
 export { EmuError } from './errors.js';
