@@ -29,7 +29,7 @@ import { Access, type AccessOptions, type MachineMemory, type RacePoint, type Wa
 import { VM, type Addr } from './layout.js';
 import { EmuError } from '../errors.js';
 import { fnv1a } from '../util/prng.js';
-import { CB, Entity, STRATEGY_IDS, actorWord, chooseNext, unpackDecision, type Decision, type StrategyName } from './schedule.js';
+import { CB, Entity, STRATEGY_IDS, actorWord, chooseNext, unpackDecision, xorshift, type Decision, type StrategyName } from './schedule.js';
 
 export { CB, STRATEGY_IDS, nextDfsPrefix, type Decision, type StrategyName } from './schedule.js';
 
@@ -98,14 +98,7 @@ export function createControlBlock(cfg: ControlConfig): SharedArrayBuffer {
 function initStrategy(c: Int32Array): void {
   const n = c[CB.N]!;
   const d = c[CB.DEPTH]!;
-  const rnd = () => {
-    let x = c[CB.RNG]!;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    c[CB.RNG] = x;
-    return x >>> 0;
-  };
+  const rnd = () => xorshift(c);
   // Entities 0..n-1 are actors, n..2n-1 their store-buffer drains: a random permutation of
   // priorities d+1..d+2n, so every change-point priority (1..d-1) is below them all.
   const perm = Array.from({ length: 2 * n }, (_, i) => i);

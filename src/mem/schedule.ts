@@ -102,7 +102,8 @@ export const FAIRNESS_RUN = 256;
 const RUNNABLE = 1;
 const BLOCKED = 2;
 
-function xorshift(c: Int32Array): number {
+/** The strategies' xorshift32 generator, its state in the control block. @emulator */
+export function xorshift(c: Int32Array): number {
   let x = c[CB.RNG]!;
   x ^= x << 13;
   x ^= x >>> 17;

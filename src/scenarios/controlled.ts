@@ -6,7 +6,7 @@
  * is a function of its parameters, so a failing one is printed as a replay token that reproduces
  * the same violation, in the same round, with the same trace digest, on any host, under any load.
  */
-import { ACTOR, ActorStatus, RunState, VM, describeAddr } from '../mem/layout.js';
+import { RunState, VM } from '../mem/layout.js';
 import { Access, createMachineMemory, type MachineMemory } from '../mem/access.js';
 import { abortControl, controlSteps, createControlBlock, describeControl, nextDfsPrefix, readControlSummary, type ControlSummary, type StrategyName } from '../mem/controlled.js';
 import { badParam, fromWire } from '../errors.js';
@@ -16,7 +16,7 @@ import { sharedPool, type ActorPool } from '../runtime/pool.js';
 import { checkInt, checkNumber } from '../runtime/config.js';
 import { READY_STALL_MS, waitUntilReady } from '../runtime/ready.js';
 import { sharedClockMs } from '../trace/events.js';
-import { resolveRace, type FirstViolation, type RaceResult } from './runner.js';
+import { resolveRace, stuckRoles, type FirstViolation, type RaceResult } from './runner.js';
 import type { ScenarioDef, ScenarioParams } from './define.js';
 import type { ScenarioTask, ScenarioTaskResult } from './protocol.js';
 
@@ -122,7 +122,6 @@ export interface Execution {
 const WATCHDOG_MS = 60_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const STATUS_NAMES = Object.fromEntries(Object.entries(ActorStatus).map(([k, v]) => [v, k]));
 
 /**
  * Run one execution of a scenario under one schedule (the actors on `pool`, the main thread only
@@ -168,14 +167,7 @@ export async function runExecution(def: ScenarioDef, params: ScenarioParams, spe
       lastProgress = performance.now();
     } else if (!hung && performance.now() - lastProgress > watchdogMs) {
       hung = true;
-      stuck = roles
-        .map((role, i) => ({ role, i }))
-        .filter(({ i }) => results[i] === undefined)
-        .map(({ role, i }) => {
-          const a = L.extraActor(i);
-          const label = main.peek(L.actor(a, ACTOR.WAIT_LABEL));
-          return { actor: role, status: STATUS_NAMES[main.peek(L.actor(a, ACTOR.STATUS))] ?? '?', waitingOn: label !== 0 ? describeAddr(L, main.peek(L.actor(a, ACTOR.WAIT_ADDR))) : 'running (not in a wait)' };
-        });
+      stuck = stuckRoles(main, roles, results);
       hangState = describeControl(control, roles);
       main.poke(L.vm(VM.ABORT), 1);
       abortControl(control);

@@ -83,6 +83,19 @@ export interface RaceResult {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const STATUS_NAMES = Object.fromEntries(Object.entries(ActorStatus).map(([k, v]) => [v, k]));
 
+/** The roles whose task has not returned, with their status and the word they wait on. @emulator */
+export function stuckRoles(main: Access, roles: readonly string[], results: readonly (ScenarioTaskResult | undefined)[]): { actor: string; status: string; waitingOn: string }[] {
+  const L = main.layout;
+  return roles
+    .map((role, i) => ({ role, i }))
+    .filter(({ i }) => results[i] === undefined)
+    .map(({ role, i }) => {
+      const a = L.extraActor(i);
+      const label = main.peek(L.actor(a, ACTOR.WAIT_LABEL));
+      return { actor: role, status: STATUS_NAMES[main.peek(L.actor(a, ACTOR.STATUS))] ?? '?', waitingOn: label !== 0 ? describeAddr(L, main.peek(L.actor(a, ACTOR.WAIT_ADDR))) : 'running (not in a wait)' };
+    });
+}
+
 /** Validate a race's options against its scenario. @emulator */
 export function resolveRace(id: string, o: RaceOptions): { def: ScenarioDef; params: ScenarioParams; maxIterations: number; seconds: number | undefined } {
   const def = findScenario(id);
@@ -140,14 +153,7 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
       stopAskedAt = now;
     }
     if (stopAskedAt !== undefined && now - stopAskedAt > deadlineMs + 5_000 && settled() < roles.length) {
-      stuck = roles
-        .map((role, i) => ({ role, i }))
-        .filter(({ i }) => results[i] === undefined)
-        .map(({ role, i }) => {
-          const a = L.extraActor(i);
-          const label = main.peek(L.actor(a, ACTOR.WAIT_LABEL));
-          return { actor: role, status: STATUS_NAMES[main.peek(L.actor(a, ACTOR.STATUS))] ?? '?', waitingOn: label !== 0 ? describeAddr(L, main.peek(L.actor(a, ACTOR.WAIT_ADDR))) : 'running (not in a wait)' };
-        });
+      stuck = stuckRoles(main, roles, results);
       main.poke(L.vm(VM.ABORT), 1);
       await pool.destroy();
       break;
