@@ -234,11 +234,12 @@ async function cmdRaceControlled(id: string, f: RaceFlags): Promise<number> {
   }
 }
 
-/** `replay TOKEN`: run a controlled execution again, exactly. */
-async function cmdReplay(token: string, f: { json?: boolean }): Promise<number> {
+/** `replay TOKEN [--shrink]`: run a controlled execution again, exactly (shrunk first with --shrink), and draw it. */
+async function cmdReplay(token: string, f: { json?: boolean; shrink?: boolean }): Promise<number> {
   decodeReplay(token);
-  const r = await replayRace(token);
-  out(f.json ? JSON.stringify(controlledRaceToJson(r), null, 2) : controlledRaceToText(r));
+  const r = await replayRace(token, { shrink: f.shrink === true });
+  if (f.json) out(JSON.stringify({ ...controlledRaceToJson(r), diagram: r.diagram, shrink: r.shrink }, null, 2));
+  else out(controlledRaceToText(r) + (r.diagram ? `\n\n${r.diagram}` : ''));
   return r.first || r.failure ? EXIT.FINDING : EXIT.OK;
 }
 
@@ -357,9 +358,10 @@ export function buildProgram(): Command {
     });
   program
     .command('replay <token>')
-    .description('run the execution a controlled race printed as a token again: same violation, same round, same trace digest')
+    .description('run the execution a controlled race printed as a token again: same violation, same round, same trace digest; draw it as CPU columns')
+    .option('--shrink', 'first shrink the schedule (fewer preemptions and early drains, same invariant) and print the shrunk token')
     .option('--json', 'print the result as JSON')
-    .action(async (token: string, f: { json?: boolean }) => {
+    .action(async (token: string, f: { json?: boolean; shrink?: boolean }) => {
       process.exitCode = await cmdReplay(token, f);
     });
   program
@@ -380,7 +382,7 @@ const USAGE =
   '       hvemu list [--json]\n' +
   '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--no-widen] [--deadline-ms MS] [--trace FILE] [--json]\n' +
   '       hvemu race <id> --mode controlled [--strategy random|pct|dfs] [--depth D] [--preemptions B] [--schedules N] [--variant V] [--iterations N] [--seconds S] [--seed X] [--vcpus N] [--deadline-ms MS] [--json]\n' +
-  '       hvemu replay <token> [--json]\n' +
+  '       hvemu replay <token> [--shrink] [--json]\n' +
   '       hvemu tour [--seconds S] [--seed X] [--json]\n' +
   '       hvemu --help';
 

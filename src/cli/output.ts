@@ -186,7 +186,7 @@ export function controlledRaceToText(r: ControlledRaceResult): string {
   if (r.failure) lines.push(`FAILED (${r.failure.code}) ${r.failure.actor ? r.failure.actor + ': ' : ''}${r.failure.message}`);
   if (r.execution) lines.push(`execution: ${fmt(r.execution.steps)} steps, ${fmt(r.execution.drains)} store-buffer drains, ${fmt(r.execution.preemptions)} preemptions; trace digest ${r.traceDigest}`);
   lines.push(r.guarantee);
-  if (r.replay) lines.push(`replay (exact, any host, any load): hvemu replay ${r.replay}`);
+  if (r.replay) lines.push(`replay (exact, any host, any load; add --shrink for the shrunk CPU-column diagram): hvemu replay ${r.replay}`);
   return lines.join('\n');
 }
 

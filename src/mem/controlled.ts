@@ -80,6 +80,7 @@ export function createControlBlock(cfg: ControlConfig): SharedArrayBuffer {
   c[CB.LOG_CAP] = logCap;
   c[CB.PREFIX_LEN] = prefix.length;
   for (let i = 0; i < prefix.length; i++) c[CB.prefixAt(n, sbCap, logCap) + i] = prefix[i]!;
+  c[CB.STEPREC_AT] = CB.prefixAt(n, sbCap, logCap) + prefix.length;
   c[CB.STRATEGY] = STRATEGY_IDS[cfg.strategy];
   c[CB.RNG] = (cfg.seed >>> 0) ^ 0x9e3779b9 || 1;
   // random: drain probability 2^-1 .. 2^-7 (of 65536), fixed per execution by its seed.
@@ -133,6 +134,18 @@ export interface ControlSummary {
   log: Decision[];
   /** More decisions were taken than the log holds. */
   logTruncated: boolean;
+  /** The last steps (up to CB.STEP_RING), oldest first: who, what, which label, word and value. */
+  tail: StepRecord[];
+}
+
+/** One step of an execution (entity: actor index, or n + actor for a drain of its buffer). */
+export interface StepRecord {
+  entity: number;
+  kind: number;
+  /** Label id (FNV-1a of the race point); 0 for drains. */
+  label: number;
+  addr: number;
+  value: number;
 }
 
 /** Read the outcome of an execution (main thread, after every actor returned). */
@@ -154,7 +167,19 @@ export function readControlSummary(sab: SharedArrayBuffer): ControlSummary {
     clockMs: f[0]!,
     log,
     logTruncated: c[CB.LOG_LEN]! > c[CB.LOG_CAP]!,
+    tail: readStepRing(c),
   };
+}
+
+function readStepRing(c: Int32Array): StepRecord[] {
+  const count = c[CB.STEPREC_COUNT]!;
+  const at = c[CB.STEPREC_AT]!;
+  const out: StepRecord[] = [];
+  for (let i = Math.max(0, count - CB.STEP_RING); i < count; i++) {
+    const w = at + 4 * (i % CB.STEP_RING);
+    out.push({ entity: c[w]! & 0xff, kind: (c[w]! >>> 8) & 0xff, label: c[w + 1]!, addr: c[w + 2]!, value: c[w + 3]! });
+  }
+  return out;
 }
 
 /** Ask every actor of a controlled execution to stop (watchdog, crashed peer): they throw EMU_ERR_ABORTED. */
@@ -210,6 +235,8 @@ export class ControlledAccess extends Access {
   private readonly sbCap: number;
   private readonly sbBase: number;
   private inControl = false;
+  /** Index of this actor's current step in the step ring (its read value is noted there). */
+  private myRecord = 0;
 
   constructor(mem: MachineMemory, opts: AccessOptions, control: SharedArrayBuffer, index: number) {
     // Window widening means nothing here: the scheduler chooses the interleaving.
@@ -321,14 +348,22 @@ export class ControlledAccess extends Access {
     if (this.c[CB.STATUS] !== CtlStatus.RUNNING) this.stopped();
   }
 
-  /** Fold one step into the trace digest (FNV-1a over five words). */
+  /** Fold one step into the trace digest (FNV-1a over five words) and the step ring. */
   private hash(entity: number, kind: number, label: number, addr: number, value: number): void {
-    let h = this.c[CB.DIGEST]!;
+    const c = this.c;
+    let h = c[CB.DIGEST]!;
     for (const w of [entity, kind, label, addr, value]) {
       h ^= w;
       h = Math.imul(h, 0x01000193);
     }
-    this.c[CB.DIGEST] = h;
+    c[CB.DIGEST] = h;
+    const i = c[CB.STEPREC_COUNT]!;
+    const w = c[CB.STEPREC_AT]! + 4 * (i % CB.STEP_RING);
+    c[w] = (entity & 0xff) | ((kind & 0xff) << 8);
+    c[w + 1] = label;
+    c[w + 2] = addr;
+    c[w + 3] = value;
+    c[CB.STEPREC_COUNT] = i + 1;
   }
 
   // ---- store buffers ----
@@ -383,12 +418,21 @@ export class ControlledAccess extends Access {
     c[countW] = c[countW]! + 1;
   }
 
+  /** Put the value a step read (or found, for a read-modify-write) into its step-ring record. */
+  private noteValue(v: number): number {
+    const c = this.c;
+    c[c[CB.STEPREC_AT]! + 4 * (this.myRecord % CB.STEP_RING) + 3] = v;
+    return v;
+  }
+
   /** The scheduling point of one labelled access (plus recording, as in free mode). */
-  private step(kind: number, label: RacePoint, addr: number, value: number): void {
+  private step(kind: number, label: RacePoint, addr: number, value: number, fence = false): void {
     const id = this.labelId(label);
     this.decide(kind);
-    // Chosen: this access is the next step of the run.
+    // Chosen. A locked instruction, mfence or syscall first drains this actor's store buffer.
+    if (fence) this.drainAll();
     this.hash(this.me, kind, id, addr, value);
+    this.myRecord = this.c[CB.STEPREC_COUNT]! - 1;
     if (this.hooked) this.point(label, addr, value);
   }
 
@@ -397,7 +441,7 @@ export class ControlledAccess extends Access {
   override readOnce(addr: Addr, label: RacePoint): number {
     if (!this.inControl) return super.readOnce(addr, label);
     this.step(StepKind.READ, label, addr, 0);
-    return this.load(addr);
+    return this.noteValue(this.load(addr));
   }
 
   override writeOnce(addr: Addr, v: number, label: RacePoint): void {
@@ -408,53 +452,47 @@ export class ControlledAccess extends Access {
 
   override xchg(addr: Addr, v: number, label: RacePoint): number {
     if (!this.inControl) return super.xchg(addr, v, label);
-    this.step(StepKind.RMW, label, addr, v);
-    this.drainAll();
-    const old = this.m[addr]!;
+    this.step(StepKind.RMW, label, addr, v, true);
+    const old = this.noteValue(this.m[addr]!);
     this.m[addr] = v;
     return old;
   }
 
   override cmpxchg(addr: Addr, expected: number, v: number, label: RacePoint): number {
     if (!this.inControl) return super.cmpxchg(addr, expected, v, label);
-    this.step(StepKind.RMW, label, addr, v);
-    this.drainAll();
-    const old = this.m[addr]!;
+    this.step(StepKind.RMW, label, addr, v, true);
+    const old = this.noteValue(this.m[addr]!);
     if (old === (expected | 0)) this.m[addr] = v;
     return old;
   }
 
   override atomicOr(addr: Addr, mask: number, label: RacePoint): number {
     if (!this.inControl) return super.atomicOr(addr, mask, label);
-    this.step(StepKind.RMW, label, addr, mask);
-    this.drainAll();
-    const old = this.m[addr]!;
+    this.step(StepKind.RMW, label, addr, mask, true);
+    const old = this.noteValue(this.m[addr]!);
     this.m[addr] = old | mask;
     return old;
   }
 
   override atomicAnd(addr: Addr, mask: number, label: RacePoint): number {
     if (!this.inControl) return super.atomicAnd(addr, mask, label);
-    this.step(StepKind.RMW, label, addr, mask);
-    this.drainAll();
-    const old = this.m[addr]!;
+    this.step(StepKind.RMW, label, addr, mask, true);
+    const old = this.noteValue(this.m[addr]!);
     this.m[addr] = old & mask;
     return old;
   }
 
   override atomicAdd(addr: Addr, delta: number, label: RacePoint): number {
     if (!this.inControl) return super.atomicAdd(addr, delta, label);
-    this.step(StepKind.RMW, label, addr, delta);
-    this.drainAll();
-    const old = this.m[addr]!;
+    this.step(StepKind.RMW, label, addr, delta, true);
+    const old = this.noteValue(this.m[addr]!);
     this.m[addr] = (old + delta) | 0;
     return old;
   }
 
   override smpMb(label: RacePoint): void {
     if (!this.inControl) return super.smpMb(label);
-    this.step(StepKind.FENCE, label, 0, 0);
-    this.drainAll();
+    this.step(StepKind.FENCE, label, 0, 0, true);
   }
 
   /** A yield hint (not a step): PCT lowers a spinning actor's priority at its next decision. */
@@ -465,8 +503,7 @@ export class ControlledAccess extends Access {
 
   override wait(addr: Addr, expected: number, timeoutMs: number, label: RacePoint): WaitResult {
     if (!this.inControl) return super.wait(addr, expected, timeoutMs, label);
-    this.step(StepKind.WAIT, label, addr, expected);
-    this.drainAll();
+    this.step(StepKind.WAIT, label, addr, expected, true);
     if (this.m[addr] !== (expected | 0)) return 'not-equal';
     const c = this.c;
     const n = this.n;
@@ -485,8 +522,7 @@ export class ControlledAccess extends Access {
 
   override notify(addr: Addr, count: number, label: RacePoint): number {
     if (!this.inControl) return super.notify(addr, count, label);
-    this.step(StepKind.NOTIFY, label, addr, count);
-    this.drainAll();
+    this.step(StepKind.NOTIFY, label, addr, count, true);
     // Waiters wake when the word differs, so a notify only reports how many wait on it.
     let woken = 0;
     for (let a = 0; a < this.n && woken < count; a++) {
@@ -503,14 +539,13 @@ export class ControlledAccess extends Access {
   override peek(addr: Addr): number {
     if (!this.inControl) return super.peek(addr);
     this.step(StepKind.READ, 'emu:peek', addr, 0);
-    return this.load(addr);
+    return this.noteValue(this.load(addr));
   }
 
   /** Bookkeeping writes are Atomics.store: on x86 an XCHG (a step that drains the buffer first). */
   override poke(addr: Addr, v: number): void {
     if (!this.inControl) return super.poke(addr, v);
-    this.step(StepKind.RMW, 'emu:poke', addr, v);
-    this.drainAll();
+    this.step(StepKind.RMW, 'emu:poke', addr, v, true);
     this.m[addr] = v;
   }
 

@@ -49,6 +49,12 @@ export const CB = {
   MAX_CHANGE_POINTS: 16,
   /** `random`: probability (of 65536) of choosing a drain when an actor could run instead. */
   DRAIN_Q: 36,
+  /** Steps recorded in the step ring so far (it keeps the last {@link CB.STEP_RING}). */
+  STEPREC_COUNT: 37,
+  /** Word index of the step ring. */
+  STEPREC_AT: 38,
+  /** Steps the ring keeps (4 words each: entity | kind << 8, label id, word, value). */
+  STEP_RING: 4096,
   /** The logical clock (ms), a float64 at this (even) word index. */
   CLOCK: 40,
   /** Priorities of the 2n entities. */
@@ -73,7 +79,7 @@ export const CB = {
   sbAt: (n: number, sbCap: number, a: number): number => 176 + 32 * n + 16 * n + 2 * sbCap * a,
   logAt: (n: number, sbCap: number): number => 176 + 32 * n + 16 * n + 2 * sbCap * n,
   prefixAt: (n: number, sbCap: number, logCap: number): number => 176 + 48 * n + 2 * sbCap * n + logCap,
-  size: (n: number, sbCap: number, logCap: number, prefixLen: number): number => 176 + 48 * n + 2 * sbCap * n + logCap + prefixLen,
+  size: (n: number, sbCap: number, logCap: number, prefixLen: number): number => 176 + 48 * n + 2 * sbCap * n + logCap + prefixLen + 4 * 4096,
 } as const;
 
 /** A word of actor `a`'s record. */

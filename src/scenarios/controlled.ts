@@ -19,6 +19,7 @@ import { sharedClockMs } from '../trace/events.js';
 import { resolveRace, stuckRoles, type FirstViolation, type RaceResult } from './runner.js';
 import type { ScenarioDef, ScenarioParams } from './define.js';
 import type { ScenarioTask, ScenarioTaskResult } from './protocol.js';
+import { litmusDiagram } from './diagram.js';
 
 /** Options of a controlled search (`hvemu race --mode controlled`). */
 export interface ControlledRaceOptions {
@@ -62,8 +63,30 @@ export interface ReplaySpec {
   stepsEstimate: number;
   deadlineMs: number;
   maxSteps: number;
-  /** DFS: the choices to follow. */
+  /**
+   * Choices to follow (DFS, a shrunk schedule): sparse [decision index, choice] pairs; every
+   * other decision up to the last pair, and every one after it, takes choice 0 (no preemption).
+   */
+  choices?: [number, number][];
+  /** The same as a dense list (DFS drivers); `choices` wins when both are given. */
   prefix?: number[];
+}
+
+/** Sparse form of a dense choice list (only the non-zero choices). */
+function sparse(prefix: readonly number[]): [number, number][] {
+  const out: [number, number][] = [];
+  prefix.forEach((c, i) => {
+    if (c !== 0) out.push([i, c]);
+  });
+  return out;
+}
+
+/** Dense form of sparse choices. */
+function dense(choices: readonly [number, number][]): number[] {
+  const len = choices.reduce((m, [i]) => Math.max(m, i + 1), 0);
+  const out = new Array<number>(len).fill(0);
+  for (const [i, c] of choices) out[i] = c;
+  return out;
 }
 
 /** Result of a controlled race (the `hvemu race --mode controlled --json` document). */
@@ -116,6 +139,9 @@ export interface Execution {
   elapsedMs: number;
   /** The machine memory at the end (read it with an Access on the main thread). */
   mem: MachineMemory;
+  /** Actor names in order, and the race-point labels the actors used (id → name). */
+  roles: string[];
+  labels: Map<number, string>;
 }
 
 /** Default wall-clock time without a single scheduling decision before an execution counts as hung. */
@@ -134,7 +160,7 @@ export async function runExecution(def: ScenarioDef, params: ScenarioParams, spe
   const L = mem.layout;
   const main = new Access(mem, { actor: L.mainActor, name: 'main', deadlineMs: spec.deadlineMs });
   def.init(main, params);
-  const control = createControlBlock({ actors: roles.length, strategy: spec.strategy, seed: spec.seed, depth: spec.depth, stepsEstimate: spec.stepsEstimate, maxSteps: spec.maxSteps, ...(spec.prefix ? { prefix: spec.prefix } : {}) });
+  const control = createControlBlock({ actors: roles.length, strategy: spec.strategy, seed: spec.seed, depth: spec.depth, stepsEstimate: spec.stepsEstimate, maxSteps: spec.maxSteps, ...(spec.choices ? { prefix: dense(spec.choices) } : spec.prefix ? { prefix: spec.prefix } : {}) });
   pool.ensureCapacity(roles.length);
   const epochMs = sharedClockMs();
   const results: (ScenarioTaskResult | undefined)[] = roles.map(() => undefined);
@@ -198,7 +224,9 @@ export async function runExecution(def: ScenarioDef, params: ScenarioParams, spe
     const e = fromWire(root.error);
     failure = { code: e.code, message: e.message, actor: root.name, stuck: [] };
   }
-  return { iterations, first, failure, summary, elapsedMs, mem };
+  const labels = new Map<number, string>();
+  for (const res of results) for (const [name, id] of res?.labels ?? []) labels.set(id >>> 0, name);
+  return { iterations, first, failure, summary, elapsedMs, mem, roles, labels };
 }
 
 /** Human words for what a strategy guarantees. */
@@ -256,7 +284,7 @@ export async function runControlledRace(id: string, o: ControlledRaceOptions = {
       stepsEstimate,
       deadlineMs: r.deadlineMs,
       maxSteps: r.maxSteps,
-      ...(prefix ? { prefix } : {}),
+      ...(prefix ? { choices: sparse(prefix) } : {}),
     };
     const ex = await runExecution(def, { ...params, seed: spec.seed }, spec, pool, r.watchdogMs);
     schedules++;
@@ -302,20 +330,29 @@ export async function runControlledRace(id: string, o: ControlledRaceOptions = {
   };
 }
 
-/** Run a replay token's execution again: same violation, same round, same trace digest. @emulator */
-export async function replayRace(token: string, o: { pool?: ActorPool } = {}): Promise<ControlledRaceResult> {
-  const spec = decodeReplay(token);
-  const { def, params } = resolveRace(spec.scenario, { variant: spec.variant, vcpus: spec.vcpus, seed: spec.seed, iterations: spec.iterations });
-  const pool = o.pool ?? (await sharedPool(def.roles(params).length));
-  const t0 = performance.now();
-  const ex = await runExecution(def, params, spec, pool);
+/** What the shrinker did. */
+export interface ShrinkReport {
+  /** Executions tried. */
+  tries: number;
+  before: { steps: number; preemptions: number; choices: number };
+  after: { steps: number; preemptions: number; choices: number };
+}
+
+/** A replayed (and possibly shrunk) execution with its CPU-column diagram. */
+export interface ReplayResult extends ControlledRaceResult {
+  /** The kernel-style diagram of the execution's last racing accesses (null without a violation). */
+  diagram: string | null;
+  shrink: ShrinkReport | null;
+}
+
+function resultOf(def: ScenarioDef, params: ScenarioParams, spec: ReplaySpec, token: string, ex: Execution, elapsedMs: number, guarantee: string): ControlledRaceResult {
   return {
     scenario: def.id,
     variant: params.variant.name,
     seed: spec.seed,
     vcpus: params.vcpus,
     iterations: ex.iterations,
-    elapsedMs: performance.now() - t0,
+    elapsedMs,
     violations: ex.first ? ex.first.violations.length : 0,
     first: ex.first,
     widen: null,
@@ -330,6 +367,70 @@ export async function replayRace(token: string, o: { pool?: ActorPool } = {}): P
     replay: token,
     traceDigest: ex.summary.traceDigest,
     execution: { steps: ex.summary.steps, drains: ex.summary.drains, preemptions: ex.summary.preemptions, clockMs: ex.summary.clockMs, status: ex.summary.status },
-    guarantee: 'replay of one recorded execution',
+    guarantee,
+  };
+}
+
+/**
+ * Shrink a failing execution (delta debugging over its schedule, greedy): replay its decisions
+ * as an explicit choice list, then set non-zero choices to 0 (no preemption, no early drain),
+ * first in halves, then one at a time, keeping every change under which the same invariant still
+ * breaks. Bounded by `maxTries` executions. @emulator
+ */
+async function shrink(def: ScenarioDef, params: ScenarioParams, spec: ReplaySpec, ex: Execution, pool: ActorPool, maxTries: number): Promise<{ spec: ReplaySpec; ex: Execution; report: ShrinkReport }> {
+  const invariant = ex.first?.invariant;
+  const before = { steps: ex.summary.steps, preemptions: ex.summary.preemptions, choices: ex.summary.log.filter((d) => d.choice !== 0).length };
+  let best = { spec, ex };
+  let tries = 0;
+  if (!invariant || ex.summary.logTruncated) return { ...best, report: { tries, before, after: before } };
+  const attempt = async (choices: [number, number][]): Promise<boolean> => {
+    tries++;
+    const s2: ReplaySpec = { ...spec, strategy: 'dfs', choices };
+    delete s2.prefix;
+    const e2 = await runExecution(def, params, s2, pool);
+    if (e2.first?.invariant !== invariant || e2.summary.logTruncated) return false;
+    best = { spec: s2, ex: e2 };
+    return true;
+  };
+  // The explicit schedule of the original execution (it must reproduce before anything shrinks).
+  let cur = sparse(ex.summary.log.map((d) => d.choice));
+  if (!(await attempt(cur))) return { ...best, report: { tries, before, after: before } };
+  // ddmin-style: drop chunks of non-zero choices, halving the chunk size.
+  for (let size = Math.max(1, cur.length >> 1); size >= 1 && tries < maxTries; size >>= 1) {
+    for (let at = 0; at < cur.length && tries < maxTries; ) {
+      const candidate = cur.slice(0, at).concat(cur.slice(at + size));
+      if (await attempt(candidate)) cur = sparse(best.ex.summary.log.map((d) => d.choice));
+      else at += size;
+    }
+  }
+  const after = { steps: best.ex.summary.steps, preemptions: best.ex.summary.preemptions, choices: cur.length };
+  return { ...best, report: { tries, before, after } };
+}
+
+/**
+ * Run a replay token's execution again — same violation, same round, same trace digest — and
+ * draw it; with `shrink`, first shrink its schedule and return the shrunk one (and its token).
+ * @emulator
+ */
+export async function replayRace(token: string, o: { pool?: ActorPool; shrink?: boolean; maxTries?: number } = {}): Promise<ReplayResult> {
+  const spec = decodeReplay(token);
+  const { def, params } = resolveRace(spec.scenario, { variant: spec.variant, vcpus: spec.vcpus, seed: spec.seed, iterations: spec.iterations });
+  const pool = o.pool ?? (await sharedPool(def.roles(params).length));
+  const t0 = performance.now();
+  let ex = await runExecution(def, params, spec, pool);
+  let run = { spec, ex };
+  let report: ShrinkReport | null = null;
+  if (o.shrink && ex.first) {
+    const s = await shrink(def, params, spec, ex, pool, checkInt('maxTries', o.maxTries ?? 400, 1, 100_000));
+    run = { spec: s.spec, ex: s.ex };
+    ex = s.ex;
+    report = s.report;
+  }
+  const outToken = run.spec === spec ? token : encodeReplay(run.spec);
+  const guarantee = report ? `shrunk in ${report.tries} executions: ${report.before.choices} → ${report.after.choices} non-default choices, ${report.before.preemptions} → ${report.after.preemptions} preemptions, ${report.before.steps} → ${report.after.steps} steps` : 'replay of one recorded execution';
+  return {
+    ...resultOf(def, params, run.spec, outToken, ex, performance.now() - t0, guarantee),
+    diagram: ex.first ? litmusDiagram(ex.summary.tail, ex.roles, ex.labels, ex.mem.layout) : null,
+    shrink: report,
   };
 }

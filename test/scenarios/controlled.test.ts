@@ -96,3 +96,23 @@ test('bad controlled options name the parameter', async (t) => {
     t.regex(e?.message ?? '', new RegExp(`invalid ${param}`));
   }
 });
+
+test.serial('replay --shrink: the PI-1 find shrinks to fewer preemptions, keeps its invariant, and draws the store-buffering pair', async (t) => {
+  const found = await runControlledRace('pi-sb-notification', { variant: 'buggy', strategy: 'random', seed: 1, schedules: 500, iterations: 1 });
+  t.truthy(found.replay);
+  const r = await replayRace(found.replay!, { shrink: true });
+  t.is(r.first?.invariant, 'piNoStrandedAtEntry');
+  t.truthy(r.shrink);
+  t.true(r.shrink!.after.preemptions <= r.shrink!.before.preemptions, JSON.stringify(r.shrink));
+  t.true(r.shrink!.after.choices <= r.shrink!.before.choices);
+  t.log(r.guarantee);
+  t.log(`\n${r.diagram}`);
+  // The diagram shows the target's buffered mode store, its ON read, and the sender's mode read.
+  t.regex(r.diagram ?? '', /vcpu:mode-in: w \[vcpu\[0\]\.MODE\] = 1 \(buffered\)/);
+  t.regex(r.diagram ?? '', /pi:on-read: r \[pi-desc\[0\]\.CONTROL\]/);
+  t.regex(r.diagram ?? '', /pi:mode-read: r \[vcpu\[0\]\.MODE\] → 0/);
+  // The shrunk token is a replay token too.
+  const again = await replayRace(r.replay!);
+  t.is(again.first?.invariant, r.first?.invariant);
+  t.is(again.traceDigest, r.traceDigest);
+});
