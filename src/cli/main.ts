@@ -17,8 +17,8 @@ import { MsgpackEventWriter } from '../trace/msgpack.js';
 import { checkOutputPath } from '../trace/output-path.js';
 import { EmuError } from '../errors.js';
 import { parseIntOption, parseNumberOption } from './args.js';
-import { controlledRaceToJson, controlledRaceToText, raceToJson, raceToText, racesTable, resultToJson, resultToText, traceOutText, type TraceOutcome } from './output.js';
-import { decodeReplay, replayRace, resolveControlled, runControlledRace, type ControlledRaceOptions, type StrategyName } from '../scenarios/controlled.js';
+import { controlledRaceToJson, controlledRaceToText, controlledTable, raceToJson, raceToText, racesTable, resultToJson, resultToText, traceOutText, type TraceOutcome } from './output.js';
+import { decodeReplay, replayRace, resolveControlled, runControlledRace, type ControlledRaceOptions, type ControlledRaceResult, type StrategyName } from '../scenarios/controlled.js';
 import Table from 'cli-table3';
 import { SCENARIOS } from '../scenarios/index.js';
 import { resolveRace, runRace, type RaceOptions, type RaceResult } from '../scenarios/runner.js';
@@ -149,6 +149,10 @@ async function cmdRun(f: RunFlags): Promise<number> {
   return r.ok ? EXIT.OK : EXIT.FINDING;
 }
 
+/** The tour's controlled search budgets (schedules). */
+const TOUR_BUGGY_SCHEDULES = 1200;
+const TOUR_FIXED_SCHEDULES = 30;
+
 async function cmdTour(f: { json?: boolean; seconds: string; seed?: string }): Promise<number> {
   const seconds = parseNumberOption('seconds', f.seconds);
   const seed = f.seed !== undefined ? parseIntOption('seed', f.seed) : 1;
@@ -172,14 +176,27 @@ async function cmdTour(f: { json?: boolean; seconds: string; seed?: string }): P
       if (!f.json) err(`  ${def.id} ${v.name}: ${r.first ? 'violation' : r.failure ? 'failed' : 'no violation'} after ${r.iterations} rounds`);
     }
   }
-  if (f.json) {
-    out(JSON.stringify({ storm: resultToJson(storm), races: races.map(raceToJson) }, null, 2));
-  } else {
+  if (!f.json) {
     out(racesTable(races, tty));
-    out('\nReplay any row: hvemu race <scenario> --variant <variant> --seed ' + seed + '   (hvemu list shows the catalogue)');
+    out('\nRerun any row (same inputs; the host interleaves, so not an exact replay): hvemu race <scenario> --variant <variant> --seed ' + seed + '   (hvemu list shows the catalogue)\n');
+    out(`3. The same catalogue in controlled mode: the same actor code on the same threads, one access at a time with x86-TSO store buffers; random schedules under seed ${seed} (buggy: until the first violation, fixed: ${TOUR_FIXED_SCHEDULES} schedules). The result does not depend on the host or its load.\n`);
   }
-  // The tour passes when the storm lost nothing, every fixed variant held and no run crashed.
-  const ok = storm.ok && races.every((r) => !r.failure && (r.variant.startsWith('buggy') || r.violations === 0));
+  const controlled: ControlledRaceResult[] = [];
+  for (const def of SCENARIOS) {
+    for (const v of def.variants) {
+      const r = await runControlledRace(def.id, { variant: v.name, strategy: 'random', seed, iterations: 1, schedules: v.buggy ? TOUR_BUGGY_SCHEDULES : TOUR_FIXED_SCHEDULES });
+      controlled.push(r);
+      if (!f.json) err(`  ${def.id} ${v.name}: ${r.first ? `violation in schedule ${r.schedules}` : r.failure ? 'failed' : `no violation in ${r.schedules} schedules`}`);
+    }
+  }
+  if (f.json) {
+    out(JSON.stringify({ storm: resultToJson(storm), races: races.map(raceToJson), controlled: controlled.map(controlledRaceToJson) }, null, 2));
+  } else {
+    out(controlledTable(controlled, tty));
+    out(`\nExact replay of a row: hvemu race <scenario> --variant <variant> --mode controlled --seed ${seed} --iterations 1 prints a token; hvemu replay <token> --shrink draws it as CPU columns.`);
+  }
+  // The tour passes when the storm lost nothing, every fixed variant held (in both modes) and no run crashed.
+  const ok = storm.ok && races.every((r) => !r.failure && (r.variant.startsWith('buggy') || r.violations === 0)) && controlled.every((r) => !r.failure && (r.variant.startsWith('buggy') || r.violations === 0));
   return ok ? EXIT.OK : EXIT.FINDING;
 }
 

@@ -190,6 +190,16 @@ export function controlledRaceToText(r: ControlledRaceResult): string {
   return lines.join('\n');
 }
 
+/** The tour's controlled table: scenario, variant, schedules, first violation, trace digest. */
+export function controlledTable(rs: readonly ControlledRaceResult[], tty: boolean): string {
+  const t = table(['scenario', 'variant', 'schedules', 'first violation', 'invariant', 'trace digest'], tty);
+  for (const r of rs) {
+    const what = r.first ? `schedule ${fmt(r.schedules)}, round ${r.first.iteration}` : r.failure ? `failed: ${r.failure.code}` : `none in ${fmt(r.schedules)} schedules`;
+    t.push([r.scenario, r.variant, fmt(r.schedules), what, r.first?.invariant ?? '', r.first ? (r.traceDigest ?? '') : '']);
+  }
+  return t.toString();
+}
+
 /** The tour's race table: scenario, variant, iterations, violations, time to first violation. */
 export function racesTable(rs: readonly RaceResult[], tty: boolean): string {
   const t = table(['scenario', 'variant', 'iterations', 'violations', 'first violation', 'invariant'], tty);
