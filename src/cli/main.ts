@@ -22,6 +22,8 @@ import { decodeReplay, replayRace, resolveControlled, runControlledRace, type Co
 import Table from 'cli-table3';
 import { SCENARIOS } from '../scenarios/index.js';
 import { resolveRace, runRace, type RaceOptions, type RaceResult } from '../scenarios/runner.js';
+import { DEFAULT_FREE_ROUNDS, DEFAULT_PREEMPTIONS, litmusPool, resolveLitmusTest, runLitmus, type LitmusMode, type LitmusResult } from '../scenarios/litmus-run.js';
+import { LITMUS_TESTS, formatState, satisfiesExists } from '../scenarios/litmus-tests.js';
 
 /** Exit codes of the CLI. */
 export const EXIT = { OK: 0, FINDING: 1, USAGE: 2, INTERNAL: 3 } as const;
@@ -318,6 +320,74 @@ async function cmdRace(id: string, f: RaceFlags): Promise<number> {
   }
 }
 
+interface LitmusFlags {
+  mode: string;
+  iterations?: string;
+  preemptions?: string;
+  json?: boolean;
+}
+
+/** One test's table: every final state seen or allowed, how often it was seen, what x86-TSO says. */
+function litmusTable(r: LitmusResult, tty: boolean): string {
+  const t = resolveLitmusTest(r.name);
+  const head = ['final state', r.mode === 'controlled' ? 'executions' : 'rounds', 'x86-TSO'];
+  const table = new Table(tty ? { head } : { head, style: { head: [], border: [] } });
+  const rows = new Map<string, { values: number[]; count: number }>();
+  for (const v of t.allowed) rows.set(formatState(t, v), { values: [...v], count: 0 });
+  for (const s of r.states) {
+    const values = t.observe.map((o) => s[o]!);
+    rows.set(formatState(t, values), { values, count: s.count });
+  }
+  for (const [key, row] of [...rows].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    table.push([key + (satisfiesExists(t, row.values) ? ' (exists)' : ''), String(row.count), r.allowed.includes(key) ? 'allowed' : 'FORBIDDEN']);
+  }
+  const how = r.mode === 'controlled' ? `${r.runs} executions, DFS with ≤ ${r.preemptions} preemption${r.preemptions === 1 ? '' : 's'}, ${r.exhaustive ? 'exhaustive' : 'NOT exhaustive'}` : `${r.runs} rounds on real threads`;
+  return [
+    `${r.name} — ${t.title}`,
+    `  source: ${r.source}`,
+    `  exists (${r.condition}): x86-TSO ${r.tso}; observed: ${r.observation}`,
+    table.toString(),
+    `  ${r.mode}: ${how}: ${r.verdict === 'match' ? 'matches x86-TSO' : `MISMATCH: ${r.reasons.join('; ')}`}`,
+  ].join('\n');
+}
+
+/** The summary of a litmus run: one row per test. */
+function litmusSummary(results: readonly LitmusResult[], tty: boolean): string {
+  const head = ['test', 'exists', 'x86-TSO', 'observed', 'states seen / allowed', results[0]?.mode === 'free' ? 'rounds' : 'executions', 'exhaustive', 'result'];
+  const table = new Table(tty ? { head } : { head, style: { head: [], border: [] } });
+  for (const r of results) {
+    const seen = r.states.length - r.forbiddenObserved.length;
+    table.push([r.name, r.condition, r.tso, r.observation, `${seen} / ${r.allowed.length}${r.forbiddenObserved.length ? ` + ${r.forbiddenObserved.length} forbidden` : ''}`, String(r.runs), r.exhaustive === null ? '-' : r.exhaustive ? 'yes' : 'no', r.verdict === 'match' ? 'match' : 'MISMATCH']);
+  }
+  return table.toString();
+}
+
+async function cmdLitmus(names: string[], f: LitmusFlags): Promise<number> {
+  if (f.mode !== 'controlled' && f.mode !== 'free') throw new EmuError('EMU_ERR_BAD_PARAM', `invalid --mode: "${f.mode}" is not one of controlled, free`, { detail: { param: 'mode' } });
+  const mode: LitmusMode = f.mode;
+  // Every name is checked before anything runs.
+  const tests = names.length === 0 ? LITMUS_TESTS : names.map((n) => resolveLitmusTest(n));
+  const iterations = f.iterations === undefined ? undefined : parseIntOption('iterations', f.iterations);
+  const preemptions = f.preemptions === undefined ? undefined : parseIntOption('preemptions', f.preemptions);
+  const tty = !!process.stdout.isTTY;
+  if (!f.json) {
+    const how = mode === 'controlled' ? `controlled mode (bounded DFS, ≤ ${preemptions ?? DEFAULT_PREEMPTIONS} preemptions)` : `free mode (${iterations ?? DEFAULT_FREE_ROUNDS} rounds each on real threads)`;
+    err(`hvemu: litmus running ${tests.length} test${tests.length === 1 ? '' : 's'} in ${how}`);
+  }
+  // One pool for every test (threads + the starter of the largest), not one grown on the way.
+  const pool = await litmusPool(tests);
+  const results: LitmusResult[] = [];
+  for (const t of tests) {
+    const r = await runLitmus(t.name, { mode, pool, ...(iterations === undefined ? {} : { iterations }), ...(preemptions === undefined ? {} : { preemptions }) });
+    results.push(r);
+    if (!f.json) out(litmusTable(r, tty) + '\n');
+  }
+  const ok = results.every((r) => r.verdict === 'match');
+  if (f.json) out(JSON.stringify({ mode, ok, results }, null, 2));
+  else out(litmusSummary(results, tty));
+  return ok ? EXIT.OK : EXIT.FINDING;
+}
+
 /** Build the command tree (exported for tests of --help). */
 export function buildProgram(): Command {
   const program = new Command();
@@ -382,6 +452,16 @@ export function buildProgram(): Command {
       process.exitCode = await cmdReplay(token, f);
     });
   program
+    .command('litmus [names...]')
+    .description('run x86 litmus tests (SB, MP, IRIW, n6, ...; all when none named) and compare what they show with x86-TSO')
+    .option('--mode <mode>', 'controlled (exhaustive bounded DFS over schedules) or free (rounds on real threads)', 'controlled')
+    .option('--iterations <n>', `free: rounds per test (default ${DEFAULT_FREE_ROUNDS}); controlled: most executions per test`)
+    .option('--preemptions <k>', `controlled: DFS preemption bound (default ${DEFAULT_PREEMPTIONS})`)
+    .option('--json', 'print the results as JSON')
+    .action(async (names: string[], f: LitmusFlags) => {
+      process.exitCode = await cmdLitmus(names, f);
+    });
+  program
     .command('tour')
     .description('a short tour on the built-in default machine (what `npm start` runs)')
     .option('--seconds <s>', 'budget of each race (the storm runs at most 1 s)', '2')
@@ -401,6 +481,7 @@ const USAGE =
   '       hvemu race <id> --mode controlled [--strategy random|pct|dfs] [--depth D] [--preemptions B] [--schedules N] [--variant V] [--iterations N] [--seconds S] [--seed X] [--vcpus N] [--deadline-ms MS] [--json]\n' +
   '       hvemu replay <token> [--shrink] [--json]\n' +
   '       hvemu tour [--seconds S] [--seed X] [--json]\n' +
+  '       hvemu litmus [NAME...] [--mode controlled|free] [--iterations N] [--preemptions K] [--json]\n' +
   '       hvemu --help';
 
 /** Entry point: parse, run, map errors to exit codes. */

@@ -16,6 +16,7 @@ import { piWakeupBlock } from './pi-wakeup-block/scenario.js';
 import { tdxInitHotplug } from './tdx-init-hotplug/scenario.js';
 import { tdxOfflineLastCpu } from './tdx-offline-last-cpu/scenario.js';
 import { tdxHostState } from './tdx-host-state/scenario.js';
+import { LITMUS_SCENARIOS } from './litmus-scenario.js';
 
 /** Every scenario, in catalogue order. */
 export const SCENARIOS: readonly ScenarioDef[] = [
@@ -35,7 +36,8 @@ export const SCENARIOS: readonly ScenarioDef[] = [
 
 /** A scenario by id (EMU_ERR_BAD_PARAM naming the id and the known ones otherwise). @emulator */
 export function findScenario(id: string): ScenarioDef {
-  const s = SCENARIOS.find((x) => x.id === id);
+  // The x86 litmus tests (litmus:SB, ...) run as scenarios too, outside the race catalogue.
+  const s = SCENARIOS.find((x) => x.id === id) ?? LITMUS_SCENARIOS.get(id);
   if (!s) throw badParam('scenario', `unknown scenario "${id}" (known: ${SCENARIOS.map((x) => x.id).join(', ')})`);
   return s;
 }
