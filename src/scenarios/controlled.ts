@@ -172,7 +172,14 @@ export async function runExecution(def: ScenarioDef, params: ScenarioParams, spe
     );
   });
   const settled = () => results.filter((r) => r !== undefined).length;
-  await waitUntilReady(() => main.peek(L.vm(VM.READY_COUNT)), roles.length, () => settled() > 0, READY_STALL_MS);
+  const readiness = await waitUntilReady(() => main.peek(L.vm(VM.READY_COUNT)), roles.length, () => settled() > 0, READY_STALL_MS);
+  // Scheduling starts only once every actor joined; one that never became ready would leave the
+  // others waiting for it: stop everyone now and report it.
+  const notReady = !readiness.all && settled() === 0 ? `only ${readiness.ready} of ${roles.length} actors became ready (none more for ${READY_STALL_MS / 1000} s)` : '';
+  if (notReady) {
+    main.poke(L.vm(VM.ABORT), 1);
+    abortControl(control);
+  }
   const t0 = performance.now();
   main.poke(L.vm(VM.RUN_STATE), RunState.RUNNING);
   main.poke(L.vm(VM.START_GATE), 1);
@@ -212,7 +219,9 @@ export async function runExecution(def: ScenarioDef, params: ScenarioParams, spe
   let first: FirstViolation | null = f && f.violations[0] ? { iteration: f.iteration, elapsedMs: f.elapsedMs, invariant: f.violations[0].invariant, detail: f.violations[0].message, violations: f.violations } : null;
   let failure: RaceResult['failure'] = null;
   const iterations = lead?.iterations ?? main.peek(L.vm(VM.ITERATIONS));
-  if (root?.error?.code === 'EMU_ERR_DEADLINE') {
+  if (notReady) {
+    failure = { code: 'EMU_ERR_DEADLINE', message: notReady, stuck: stuckRoles(main, roles, results) };
+  } else if (root?.error?.code === 'EMU_ERR_DEADLINE') {
     // A deadlock is a finding: every actor's report (on the logical clock, so it is the same every run).
     const v: Violation = { invariant: 'noDeadlock', message: failures.map((r) => r.error?.message ?? r.name).join('; ') };
     first = { iteration: main.peek(L.vm(VM.ITERATIONS)), elapsedMs, invariant: v.invariant, detail: v.message, violations: [v] };
