@@ -219,17 +219,33 @@ interface RaceFlags {
   schedules?: string;
 }
 
+/** The flags `race` shares between its modes: variant, budget, seed, vCPUs, deadline. */
+function commonRaceOptions(f: RaceFlags): { variant?: string; iterations?: number; seconds?: number; seed: number; vcpus?: number; deadlineMs: number } {
+  const o: ReturnType<typeof commonRaceOptions> = { seed: f.seed !== undefined ? parseIntOption('seed', f.seed) : (Date.now() % 0xffffffff) >>> 0, deadlineMs: parseIntOption('deadline-ms', f.deadlineMs) };
+  if (f.variant !== undefined) o.variant = f.variant;
+  if (f.iterations !== undefined) o.iterations = parseIntOption('iterations', f.iterations);
+  if (f.seconds !== undefined) o.seconds = parseNumberOption('seconds', f.seconds);
+  if (f.vcpus !== undefined) o.vcpus = parseIntOption('vcpus', f.vcpus);
+  return o;
+}
+
+/** Ctrl-C for a race: the first stops after the current round or schedule, the second exits. */
+function raceSigint(ac: AbortController, unit: string): () => void {
+  const onSigint = () => {
+    if (ac.signal.aborted) void closeSharedPool().finally(() => process.exit(130));
+    err(`\ninterrupted: stopping after the current ${unit} (Ctrl-C again to force)`);
+    ac.abort();
+  };
+  process.on('SIGINT', onSigint);
+  return () => process.off('SIGINT', onSigint);
+}
+
 /** `race --mode controlled`: search schedules; a find prints an exact replay token. */
 async function cmdRaceControlled(id: string, f: RaceFlags): Promise<number> {
   for (const [flag, v] of [['--trace', f.trace], ['--no-widen', f.widen ? undefined : 'x']] as const) {
     if (v !== undefined) throw new UsageError(`invalid ${flag.slice(2)}: ${flag} is for --mode free (controlled mode has no window widening; its replay token replays the run exactly)`);
   }
-  const opts: ControlledRaceOptions = { deadlineMs: parseIntOption('deadline-ms', f.deadlineMs) };
-  if (f.variant !== undefined) opts.variant = f.variant;
-  if (f.iterations !== undefined) opts.iterations = parseIntOption('iterations', f.iterations);
-  if (f.seconds !== undefined) opts.seconds = parseNumberOption('seconds', f.seconds);
-  opts.seed = f.seed !== undefined ? parseIntOption('seed', f.seed) : (Date.now() % 0xffffffff) >>> 0;
-  if (f.vcpus !== undefined) opts.vcpus = parseIntOption('vcpus', f.vcpus);
+  const opts: ControlledRaceOptions = commonRaceOptions(f);
   if (f.strategy !== undefined) opts.strategy = f.strategy as StrategyName;
   if (f.depth !== undefined) opts.depth = parseIntOption('depth', f.depth);
   if (f.preemptions !== undefined) opts.preemptions = parseIntOption('preemptions', f.preemptions);
@@ -237,19 +253,14 @@ async function cmdRaceControlled(id: string, f: RaceFlags): Promise<number> {
   resolveControlled(id, opts);
   const ac = new AbortController();
   opts.signal = ac.signal;
-  const onSigint = () => {
-    if (ac.signal.aborted) void closeSharedPool().finally(() => process.exit(130));
-    err('\ninterrupted: stopping after the current schedule (Ctrl-C again to force)');
-    ac.abort();
-  };
-  process.on('SIGINT', onSigint);
+  const offSigint = raceSigint(ac, 'schedule');
   if (!f.json) err(`hvemu: race ${id} running in controlled mode (Ctrl-C stops it after the current schedule)`);
   try {
     const r = await runControlledRace(id, opts);
     out(f.json ? JSON.stringify(controlledRaceToJson(r), null, 2) : controlledRaceToText(r));
     return r.first || r.failure ? EXIT.FINDING : EXIT.OK;
   } finally {
-    process.off('SIGINT', onSigint);
+    offSigint();
   }
 }
 
@@ -289,22 +300,12 @@ async function cmdRace(id: string, f: RaceFlags): Promise<number> {
   }
   // Output paths first: a path that cannot be written is bad usage, found before any work.
   if (f.trace !== undefined) checkOutputPath('--trace', f.trace);
-  const opts: RaceOptions = { widen: f.widen, deadlineMs: parseIntOption('deadline-ms', f.deadlineMs) };
-  if (f.variant !== undefined) opts.variant = f.variant;
-  if (f.iterations !== undefined) opts.iterations = parseIntOption('iterations', f.iterations);
-  if (f.seconds !== undefined) opts.seconds = parseNumberOption('seconds', f.seconds);
-  opts.seed = f.seed !== undefined ? parseIntOption('seed', f.seed) : (Date.now() % 0xffffffff) >>> 0;
-  if (f.vcpus !== undefined) opts.vcpus = parseIntOption('vcpus', f.vcpus);
+  const opts: RaceOptions = { ...commonRaceOptions(f), widen: f.widen };
   if (f.trace !== undefined) opts.traceFile = f.trace;
   resolveRace(id, opts);
   const ac = new AbortController();
   opts.signal = ac.signal;
-  const onSigint = () => {
-    if (ac.signal.aborted) void closeSharedPool().finally(() => process.exit(130));
-    err('\ninterrupted: stopping after the current round (Ctrl-C again to force)');
-    ac.abort();
-  };
-  process.on('SIGINT', onSigint);
+  const offSigint = raceSigint(ac, 'round');
   // One line once every actor runs (also the cue for scripts that want to interrupt a race).
   opts.onStart = () => err(`hvemu: race ${id} running (Ctrl-C stops it after the current round)`);
   try {
@@ -316,7 +317,7 @@ async function cmdRace(id: string, f: RaceFlags): Promise<number> {
     if (r.failure) return EXIT.FINDING;
     return r.violations > 0 ? EXIT.FINDING : EXIT.OK;
   } finally {
-    process.off('SIGINT', onSigint);
+    offSigint();
   }
 }
 

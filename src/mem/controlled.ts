@@ -26,7 +26,7 @@
  * measured on that clock, so a deadlock is reported after the same logical time in every run.
  */
 import { Access, type AccessOptions, type MachineMemory, type RacePoint, type WaitResult } from './access.js';
-import { VM, type Addr } from './layout.js';
+import type { Addr } from './layout.js';
 import { EmuError } from '../errors.js';
 import { fnv1a } from '../util/prng.js';
 import { CB, Entity, STRATEGY_IDS, actorWord, chooseNext, unpackDecision, xorshift, type Decision, type StrategyName } from './schedule.js';
@@ -151,7 +151,7 @@ export interface StepRecord {
 /** Read the outcome of an execution (main thread, after every actor returned). */
 export function readControlSummary(sab: SharedArrayBuffer): ControlSummary {
   const c = new Int32Array(sab);
-  const f = new Float64Array(sab, CB.CLOCK * 4, 1);
+  const f = new Float64Array(sab);
   const status = (Object.keys(CtlStatus) as (keyof typeof CtlStatus)[]).find((k) => CtlStatus[k] === c[CB.STATUS]) ?? 'RUNNING';
   const n = c[CB.N]!;
   const base = CB.logAt(n, c[CB.SB_CAP]!);
@@ -164,7 +164,7 @@ export function readControlSummary(sab: SharedArrayBuffer): ControlSummary {
     drains: c[CB.DRAINS]!,
     preemptions: c[CB.PREEMPTIONS]!,
     traceDigest: (c[CB.DIGEST]! >>> 0).toString(16).padStart(8, '0'),
-    clockMs: f[0]!,
+    clockMs: f[CB.CLOCK >> 1]!,
     log,
     logTruncated: c[CB.LOG_LEN]! > c[CB.LOG_CAP]!,
     tail: readStepRing(c),
@@ -229,7 +229,8 @@ const HANDOFF_SLICE_MS = 50;
 export class ControlledAccess extends Access {
   override readonly controlled = true;
   private readonly c: Int32Array;
-  private readonly clock: Float64Array;
+  /** The control block as float64s: the logical clock and the wait deadlines. */
+  private readonly f64: Float64Array;
   private readonly me: number;
   private readonly n: number;
   private readonly sbCap: number;
@@ -243,7 +244,7 @@ export class ControlledAccess extends Access {
     const { widen: _widen, ...rest } = opts;
     super(mem, rest);
     this.c = new Int32Array(control);
-    this.clock = new Float64Array(control, CB.CLOCK * 4, 1);
+    this.f64 = new Float64Array(control);
     this.me = index;
     this.n = this.c[CB.N]!;
     this.sbCap = this.c[CB.SB_CAP]!;
@@ -288,7 +289,7 @@ export class ControlledAccess extends Access {
     const c = this.c;
     for (;;) {
       if (c[CB.STATUS] !== CtlStatus.RUNNING) this.stopped();
-      const next = chooseNext(c, this.clock, this.m);
+      const next = chooseNext(c, this.f64, this.m);
       if (next === Entity.NONE) {
         // Every actor is done and every buffer drained: the execution is over.
         Atomics.store(c, CB.STATUS, CtlStatus.FINISHED);
@@ -352,10 +353,11 @@ export class ControlledAccess extends Access {
   private hash(entity: number, kind: number, label: number, addr: number, value: number): void {
     const c = this.c;
     let h = c[CB.DIGEST]!;
-    for (const w of [entity, kind, label, addr, value]) {
-      h ^= w;
-      h = Math.imul(h, 0x01000193);
-    }
+    h = Math.imul(h ^ entity, 0x01000193);
+    h = Math.imul(h ^ kind, 0x01000193);
+    h = Math.imul(h ^ label, 0x01000193);
+    h = Math.imul(h ^ addr, 0x01000193);
+    h = Math.imul(h ^ value, 0x01000193);
     c[CB.DIGEST] = h;
     const i = c[CB.STEPREC_COUNT]!;
     const w = c[CB.STEPREC_AT]! + 4 * (i % CB.STEP_RING);
@@ -509,8 +511,8 @@ export class ControlledAccess extends Access {
     const n = this.n;
     c[actorWord(n, this.me, CB.A_WAIT_ADDR)] = addr;
     c[actorWord(n, this.me, CB.A_WAIT_EXPECTED)] = expected | 0;
-    const deadline = Number.isFinite(timeoutMs) ? this.clock[0]! + Math.max(0, timeoutMs) : -1;
-    new Float64Array(c.buffer, CB.waitDeadline(n, this.me) * 4, 1)[0] = deadline;
+    const deadline = Number.isFinite(timeoutMs) ? this.f64[CB.CLOCK >> 1]! + Math.max(0, timeoutMs) : -1;
+    this.f64[CB.waitDeadline(n, this.me) >> 1] = deadline;
     c[actorWord(n, this.me, CB.A_WAIT_RESULT)] = 0;
     c[actorWord(n, this.me, CB.A_STATE)] = ActorState.BLOCKED;
     // Block: the strategy picks this actor again only once the word differs or its timeout is
@@ -550,14 +552,7 @@ export class ControlledAccess extends Access {
   }
 
   override now(): number {
-    return this.inControl ? this.clock[0]! : super.now();
+    return this.inControl ? this.f64[CB.CLOCK >> 1]! : super.now();
   }
 
-  /** The machine's abort flag, as free-mode waits see it. */
-  machineAborted(): boolean {
-    return this.m[this.layout.vm(VM.ABORT)] !== 0;
-  }
 }
-
-/** Stable id of a label as the digest uses it (FNV-1a of its text). */
-export const labelHash = fnv1a;

@@ -55,7 +55,7 @@ export const CB = {
   STEPREC_AT: 38,
   /** Steps the ring keeps (4 words each: entity | kind << 8, label id, word, value). */
   STEP_RING: 4096,
-  /** The logical clock (ms), a float64 at this (even) word index. */
+  /** The logical clock (ms), a float64 at this (even) word index (float64 index CLOCK / 2). */
   CLOCK: 40,
   /** Priorities of the 2n entities. */
   pri: (e: number): number => 48 + e,
@@ -79,7 +79,8 @@ export const CB = {
   sbAt: (n: number, sbCap: number, a: number): number => 176 + 32 * n + 16 * n + 2 * sbCap * a,
   logAt: (n: number, sbCap: number): number => 176 + 32 * n + 16 * n + 2 * sbCap * n,
   prefixAt: (n: number, sbCap: number, logCap: number): number => 176 + 48 * n + 2 * sbCap * n + logCap,
-  size: (n: number, sbCap: number, logCap: number, prefixLen: number): number => 176 + 48 * n + 2 * sbCap * n + logCap + prefixLen + 4 * 4096,
+  /** Words of a control block, rounded up to even so the whole block has a float64 view. */
+  size: (n: number, sbCap: number, logCap: number, prefixLen: number): number => (176 + 48 * n + 2 * sbCap * n + logCap + prefixLen + 4 * 4096 + 1) & ~1,
 } as const;
 
 /** A word of actor `a`'s record. */
@@ -121,37 +122,39 @@ export function xorshift(c: Int32Array): number {
 /** Reused per thread (one decision at a time per thread). */
 const enabled: number[] = [];
 
+/** Actor `a` can take a step: runnable, or blocked on a word that now differs. */
+function canRun(c: Int32Array, n: number, a: number, mem: Int32Array): boolean {
+  const st = c[actorWord(n, a, CB.A_STATE)];
+  if (st === RUNNABLE) return true;
+  return st === BLOCKED && mem[c[actorWord(n, a, CB.A_WAIT_ADDR)]!] !== c[actorWord(n, a, CB.A_WAIT_EXPECTED)];
+}
+
 /**
  * Choose the next entity at a scheduling point: an actor index, `n + actor` for a drain, or an
  * {@link Entity} code. Updates the control block (state of a woken waiter, the logical clock when
  * a timeout fires, step/preemption counters, the decision log, PCT priorities).
- * `mem` is the machine's memory (a blocked waiter may run once its word differs); `clock` the
- * logical clock.
+ * `f64` is a float64 view of the whole control block (logical clock, wait deadlines); `mem` the
+ * machine's memory (a blocked waiter may run once its word differs). Allocates nothing.
  * @emulator
  */
-export function chooseNext(c: Int32Array, clock: Float64Array, mem: Int32Array): number {
+export function chooseNext(c: Int32Array, f64: Float64Array, mem: Int32Array): number {
   const n = c[CB.N]!;
   const step = c[CB.STEP]!;
   if (step >= c[CB.MAX_STEPS]!) return Entity.STEP_LIMIT;
   const last = c[CB.LAST]!;
   const sbCap = c[CB.SB_CAP]!;
   enabled.length = 0;
-  const canRun = (a: number): boolean => {
-    const st = c[actorWord(n, a, CB.A_STATE)];
-    if (st === RUNNABLE) return true;
-    return st === BLOCKED && mem[c[actorWord(n, a, CB.A_WAIT_ADDR)]!] !== c[actorWord(n, a, CB.A_WAIT_EXPECTED)];
-  };
   // An actor that yielded (cpu_relax in a spin loop) or ran FAIRNESS_RUN decisions in a row is
   // not "the one that continues": switching away from it is not a preemption (CHESS's fairness),
   // so spin loops cannot starve the others under DFS's default choice or PCT's priorities.
   const yielded = last >= 0 && (c[actorWord(n, last, CB.A_YIELD)] !== 0 || c[CB.RUNLEN]! >= FAIRNESS_RUN);
-  const lastCanRun = last >= 0 && !yielded && canRun(last);
+  const lastCanRun = last >= 0 && !yielded && canRun(c, n, last, mem);
   if (lastCanRun) enabled.push(last);
-  for (let a = 0; a < n; a++) if (a !== last && canRun(a)) enabled.push(a);
+  for (let a = 0; a < n; a++) if (a !== last && canRun(c, n, a, mem)) enabled.push(a);
   // A yielded actor comes after the others (choice 0 lets someone else run).
   if (yielded) {
     c[CB.RUNLEN] = 0;
-    if (canRun(last)) enabled.push(last);
+    if (canRun(c, n, last, mem)) enabled.push(last);
   }
   for (let a = 0; a < n; a++) if (c[actorWord(n, a, CB.A_SB_COUNT)]! > 0) enabled.push(n + a);
 
@@ -163,7 +166,7 @@ export function chooseNext(c: Int32Array, clock: Float64Array, mem: Int32Array):
     let bestAt = Infinity;
     for (let a = 0; a < n; a++) {
       if (c[actorWord(n, a, CB.A_STATE)] !== BLOCKED) continue;
-      const at = new Float64Array(c.buffer, CB.waitDeadline(n, a) * 4, 1)[0]!;
+      const at = f64[CB.waitDeadline(n, a) >> 1]!;
       if (at >= 0 && at < bestAt) {
         best = a;
         bestAt = at;
@@ -173,7 +176,7 @@ export function chooseNext(c: Int32Array, clock: Float64Array, mem: Int32Array):
       for (let a = 0; a < n; a++) if (c[actorWord(n, a, CB.A_STATE)] === BLOCKED) return Entity.DEADLOCK;
       return Entity.NONE;
     }
-    clock[0] = Math.max(clock[0]!, bestAt);
+    f64[CB.CLOCK >> 1] = Math.max(f64[CB.CLOCK >> 1]!, bestAt);
     c[actorWord(n, best, CB.A_STATE)] = RUNNABLE;
     c[actorWord(n, best, CB.A_WAIT_RESULT)] = 2;
     enabled.push(best);

@@ -314,29 +314,15 @@ export async function runControlledRace(id: string, o: ControlledRaceOptions = {
   }
   const ex = last?.ex;
   const n = 2 * def.roles(params).length;
-  return {
-    scenario: def.id,
-    variant: params.variant.name,
-    seed: params.seed,
-    vcpus: params.vcpus,
-    iterations: ex?.iterations ?? 0,
+  return controlledResult(def, params, params.seed, r.strategy, ex, {
     elapsedMs: performance.now() - t0,
-    violations: ex?.first ? ex.first.violations.length : 0,
-    first: ex?.first ?? null,
-    widen: null,
     interrupted: o.signal?.aborted ?? false,
-    failure: ex?.failure ?? null,
-    trace: null,
-    mode: 'controlled',
-    strategy: r.strategy,
     schedules,
     steps: totalSteps,
     exhausted,
     replay: last && (ex?.first || ex?.failure) ? encodeReplay(last.spec) : null,
-    traceDigest: ex?.summary.traceDigest ?? null,
-    execution: ex ? { steps: ex.summary.steps, drains: ex.summary.drains, preemptions: ex.summary.preemptions, clockMs: ex.summary.clockMs, status: ex.summary.status } : null,
     guarantee: guaranteeOf(r.strategy, r.depth, n, stepsEstimate, r.preemptions, schedules, exhausted),
-  };
+  });
 }
 
 /** What the shrinker did. */
@@ -354,29 +340,31 @@ export interface ReplayResult extends ControlledRaceResult {
   shrink: ShrinkReport | null;
 }
 
-function resultOf(def: ScenarioDef, params: ScenarioParams, spec: ReplaySpec, token: string, ex: Execution, elapsedMs: number, guarantee: string): ControlledRaceResult {
+/** The result document of a search (its last execution) or of one replayed execution. */
+function controlledResult(
+  def: ScenarioDef,
+  params: ScenarioParams,
+  seed: number,
+  strategy: StrategyName,
+  ex: Execution | undefined,
+  run: Pick<ControlledRaceResult, 'elapsedMs' | 'interrupted' | 'schedules' | 'steps' | 'exhausted' | 'replay' | 'guarantee'>,
+): ControlledRaceResult {
   return {
     scenario: def.id,
     variant: params.variant.name,
-    seed: spec.seed,
+    seed,
     vcpus: params.vcpus,
-    iterations: ex.iterations,
-    elapsedMs,
-    violations: ex.first ? ex.first.violations.length : 0,
-    first: ex.first,
+    iterations: ex?.iterations ?? 0,
+    violations: ex?.first ? ex.first.violations.length : 0,
+    first: ex?.first ?? null,
     widen: null,
-    interrupted: false,
-    failure: ex.failure,
+    failure: ex?.failure ?? null,
     trace: null,
     mode: 'controlled',
-    strategy: spec.strategy,
-    schedules: 1,
-    steps: ex.summary.steps,
-    exhausted: false,
-    replay: token,
-    traceDigest: ex.summary.traceDigest,
-    execution: { steps: ex.summary.steps, drains: ex.summary.drains, preemptions: ex.summary.preemptions, clockMs: ex.summary.clockMs, status: ex.summary.status },
-    guarantee,
+    strategy,
+    traceDigest: ex?.summary.traceDigest ?? null,
+    execution: ex ? { steps: ex.summary.steps, drains: ex.summary.drains, preemptions: ex.summary.preemptions, clockMs: ex.summary.clockMs, status: ex.summary.status } : null,
+    ...run,
   };
 }
 
@@ -438,7 +426,7 @@ export async function replayRace(token: string, o: { pool?: ActorPool; shrink?: 
   const outToken = run.spec === spec ? token : encodeReplay(run.spec);
   const guarantee = report ? `shrunk in ${report.tries} executions: ${report.before.choices} → ${report.after.choices} non-default choices, ${report.before.preemptions} → ${report.after.preemptions} preemptions, ${report.before.steps} → ${report.after.steps} steps` : 'replay of one recorded execution';
   return {
-    ...resultOf(def, params, run.spec, outToken, ex, performance.now() - t0, guarantee),
+    ...controlledResult(def, params, run.spec.seed, run.spec.strategy, ex, { elapsedMs: performance.now() - t0, interrupted: false, schedules: 1, steps: ex.summary.steps, exhausted: false, replay: outToken, guarantee }),
     diagram: ex.first ? litmusDiagram(ex.summary.tail, ex.roles, ex.labels, ex.mem.layout) : null,
     shrink: report,
   };
