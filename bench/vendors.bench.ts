@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import Table from 'cli-table3';
 import { Machine } from '../src/runtime/machine.js';
 import { closeSharedPool } from '../src/runtime/pool.js';
-import { VENDORS } from '../src/vendor/index.js';
+import { VENDORS } from '../src/kvm/vendors.js';
 import { RawPool, median } from './harness.js';
 import { writeSection } from './readme-sections.js';
 

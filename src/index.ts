@@ -12,8 +12,8 @@ export type { MachineConfig, ResolvedMachineConfig } from './runtime/config.js';
 export type { WorkloadSpec, ActorControl, ActorSnapshot, InjectResult } from './runtime/protocol.js';
 export { DEFAULT_STORM, IpiStormGuest, PingPongGuest } from './guest/programs.js';
 export type { IpiStormParams } from './guest/programs.js';
-export { VENDORS, parseVendor } from './vendor/index.js';
-export type { Vendor } from './vendor/index.js';
+export { VENDORS, parseVendor } from './kvm/vendors.js';
+export type { Vendor } from './kvm/vendors.js';
 export type { KvmX86Ops, KvmCtx, GuestProgram, GuestAction } from './kvm/x86-ops.js';
 
 export { EV, EVENT_NAMES, EVENT_FIELDS } from './trace/events.js';

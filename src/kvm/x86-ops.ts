@@ -1,6 +1,7 @@
 /**
  * The vendor seam, like kvm_x86_ops (arch/x86/include/asm/kvm-x86-ops.h): generic KVM code
- * calls these; vendor modules (vendor/vmx, later svm/avic, tdx, savic) implement them.
+ * calls these; vendor modules (kvm/vmx with TDX, kvm/svm with AVIC and Secure AVIC) implement them, calling the
+ * hardware models in hw/ for what the CPU and firmware do.
  */
 import type { Access } from '../mem/access.js';
 import type { Layout, PcpuId, VcpuId } from '../mem/layout.js';

@@ -5,7 +5,7 @@
  *   2. IRQs off
  *   3. mode = IN_GUEST_MODE               (store-release)
  *   4. srcu_read_unlock; smp_mb__after_srcu_read_unlock()   full barrier (pairs with the
- *      sender's ON test-and-set: O1/O2 in vendor/vmx/posted-intr)
+ *      sender's ON test-and-set: O1/O2 in kvm/vmx/posted-intr)
  *   5. sync_pir_to_irr if the local APIC is enabled (whatever the APICv state)
  *   6. exit request? (mode == EXITING || requests) -> mode = OUTSIDE, back out
  *   7. VM-enter ... VM-exit; fastpath exits (x2APIC ICR write) re-enter from here, still

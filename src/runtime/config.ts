@@ -2,7 +2,7 @@
  * Validation of user-facing parameters: every error names the parameter (EMU_ERR_BAD_PARAM).
  */
 import { badParam } from '../errors.js';
-import { parseVendor, type Vendor } from '../vendor/index.js';
+import { parseVendor, type Vendor } from '../kvm/vendors.js';
 
 /** A machine's shape. */
 export interface MachineConfig {

@@ -18,7 +18,7 @@ import { snapshotMachine, type MachineSnapshot } from '../invariants/snapshot.js
 import { apicvStateConsistent, avicIsRunningConsistent, attachEvents, isQuiescent, noLostInterrupt, noSleepingWithPending, uretCacheMatchesMsrs, type Violation } from '../invariants/checks.js';
 import { DEFAULT_STORM } from '../guest/programs.js';
 import { DEFAULT_VCPU_LOOP, type VcpuLoopParams } from '../actors/vcpu.js';
-import { vendorModule } from '../vendor/index.js';
+import { vendorModule } from '../kvm/vendors.js';
 import { EmuError, badParam, fromWire, type EmuErrorCode } from '../errors.js';
 import { checkInt, checkNumber, checkVector, resolveMachineConfig, type MachineConfig, type ResolvedMachineConfig } from './config.js';
 import { portEndpoint } from './endpoint.js';

@@ -9,7 +9,7 @@ import type { ActorCounters } from '../kvm/stats.js';
 import type { WireError } from '../errors.js';
 import type { IpiStormParams, MsrWrite } from '../guest/programs.js';
 import type { VcpuLoopParams } from '../actors/vcpu.js';
-import type { Vendor } from '../vendor/index.js';
+import type { Vendor } from '../kvm/vendors.js';
 
 /** The guest workload every vCPU runs. */
 export type WorkloadSpec =

@@ -8,7 +8,7 @@ import type { Access } from '../mem/access.js';
 import { APIC_LVTT } from '../mem/apicdef.js';
 import { APIC_LVT_TIMER_TSCDEADLINE, apicSoftwareEnable, kvmLapicReset, kvmLapicSetReg } from '../apic/index.js';
 import { TIMER_VECTOR } from '../guest/programs.js';
-import type { VendorModule } from '../vendor/index.js';
+import type { VendorModule } from '../kvm/vendors.js';
 
 /** Home pCPU of vCPU v (vCPUs spread round-robin over pCPUs). */
 export function homePcpu(L: Layout, v: number): number {

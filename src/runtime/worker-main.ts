@@ -13,7 +13,7 @@ import type { GuestProgram, KvmCtx } from '../kvm/x86-ops.js';
 import { Tracer, sharedClockMs } from '../trace/events.js';
 import { IpiStormGuest, PingPongGuest, ScriptGuest } from '../guest/programs.js';
 import { deriveSeed } from '../util/prng.js';
-import { vendorModule } from '../vendor/index.js';
+import { vendorModule } from '../kvm/vendors.js';
 import { VcpuActor } from '../actors/vcpu.js';
 import { PcpuActor } from '../actors/pcpu.js';
 import { cpuDown, cpuUp } from '../actors/hotplug.js';

@@ -5,7 +5,7 @@
 import { PCPU, VCPU, VM, vecPos, vecWord, type Addr } from '../mem/layout.js';
 import { OUTSIDE_GUEST_MODE } from '../kvm/modes.js';
 import { initMachineState } from '../runtime/vm-init.js';
-import { vendorModule, type Vendor } from '../vendor/index.js';
+import { vendorModule, type Vendor } from '../kvm/vendors.js';
 import type { Access } from '../mem/access.js';
 import { ActorStats } from '../kvm/stats.js';
 import type { GuestAction, GuestProgram, KvmCtx, KvmX86Ops } from '../kvm/x86-ops.js';

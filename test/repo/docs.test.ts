@@ -30,9 +30,9 @@ test('every exported declaration in src/ has a TSDoc comment', (t) => {
   t.deepEqual(missing, []);
 });
 
-test('exported functions of apic/, kvm/ and vendor/ name what they model (@kvm, @sdm, @apm) or say they are @emulator-only', (t) => {
+test('exported functions of apic/, kvm/ and hw/ name what they model (@kvm, @sdm, @apm) or say they are @emulator-only', (t) => {
   const missing: string[] = [];
-  for (const f of files('src').filter((f) => /^src\/(apic|kvm|vendor)\//.test(f))) {
+  for (const f of files('src').filter((f) => /^src\/(apic|kvm|hw)\//.test(f))) {
     const lines = readFileSync(join(ROOT, f), 'utf8').split('\n');
     lines.forEach((line, i) => {
       const m = /^export function (\w+)/.exec(line);

@@ -9,7 +9,7 @@ import { closeSharedPool } from '../../src/runtime/pool.js';
 import { Access, createMachineMemory } from '../../src/mem/access.js';
 import { PCPU } from '../../src/mem/layout.js';
 import { cpuActive, cpuDown, cpuOnline, cpuUp, selectFallbackRq } from '../../src/actors/hotplug.js';
-import { VENDORS } from '../../src/vendor/index.js';
+import { VENDORS } from '../../src/kvm/vendors.js';
 import type { EmuError } from '../../src/errors.js';
 
 test.after.always(async () => {

@@ -33,9 +33,9 @@ import { apicSendIpiHost } from '../../kvm/kick.js';
 import { kvmRequestPending } from '../../kvm/requests.js';
 import { vcpuEnterGuest } from '../../kvm/x86.js';
 import type { KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
-import { vmxX86Ops } from '../../vendor/vmx/index.js';
-import { vmxSyncPirToIrr } from '../../vendor/vmx/posted-intr.js';
-import { piNv, piTestAndSetOn, piTestAndSetPir, piTestSn } from '../../vendor/vmx/pi-desc.js';
+import { vmxX86Ops } from '../../kvm/vmx/vmx.js';
+import { vmxSyncPirToIrr } from '../../kvm/vmx/posted-intr.js';
+import { piNv, piTestAndSetOn, piTestAndSetPir, piTestSn } from '../../hw/vmx/pi-desc.js';
 import { apicvPostedNotLost, type ApicvPirRound } from '../../invariants/apicv.js';
 import type { Violation } from '../../invariants/checks.js';
 import { bitmapVectors, peekBitmap } from '../../invariants/snapshot.js';
@@ -92,7 +92,7 @@ export function vtdPostInterrupt(k: KvmCtx, v: VcpuId, vector: number): boolean 
 /**
  * The irr_pending half of kvm_apic_update_irr: without APICv, IRR bits the PIR sync added must
  * raise the irr_pending hint, or apic_find_highest_irr() keeps returning -1 and the vector is
- * never injected. vendor/vmx's kvmApicUpdateIrr moves the bits but leaves the hint alone (the
+ * never injected. kvm/lapic-pir.ts kvmApicUpdateIrr moves the bits but leaves the hint alone (the
  * state before "KVM: x86: VMX: set irr_pending in kvm_apic_update_irr", Maxim Levitsky, 2023);
  * this completes it after every sync with APICv inactive, in every variant. Setting the hint
  * whenever the IRR is non-empty keeps the invariant the kernel maintains (no APICv ⇒

@@ -13,7 +13,8 @@
  *           (never touches RequestedIRR)            RequestedIRR |= KVM IRR; clear those KVM IRR
  *                                                   bits (atomically); UpdateIRR = 1
  */
-import { savicSetRequestedIrr, savicVmrun } from '../../vendor/savic/sev.js';
+import { savicSetRequestedIrr } from '../../kvm/svm/sev.js';
+import { savicVmrun } from '../../hw/svm/savic.js';
 import { APIC_IRR } from '../../mem/apicdef.js';
 import { SAVIC_ALLOWED_IRR, VMCB, planScratch, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
 import { kvmLapicSetIrr } from '../../apic/index.js';

@@ -18,7 +18,7 @@
  *     every vCPU; each vCPU's KVM_RUN fails with -EIO, every later KVM_RUN too
  *
  * Entries are the emulator's vcpu_enter_guest (src/kvm/x86.ts) over the TDX vendor ops
- * (src/vendor/tdx); the interrupts go through kvm_irq_delivery_to_apic (src/kvm/irq.ts); the
+ * (src/kvm/vmx/tdx.ts); the interrupts go through kvm_irq_delivery_to_apic (src/kvm/irq.ts); the
  * inhibit through kvm_set_or_clear_apicv_inhibit (src/kvm/apicv.ts).
  */
 import { APIC_IRR } from '../../mem/apicdef.js';
@@ -31,7 +31,7 @@ import { kvmRequestPending } from '../../kvm/requests.js';
 import { kvmVmIsBugged, vmDeadError } from '../../kvm/vm-bug.js';
 import { vcpuEnterGuest } from '../../kvm/x86.js';
 import type { GuestProgram, KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
-import { tdxX86Ops } from '../../vendor/tdx/index.js';
+import { tdxX86Ops } from '../../kvm/vmx/tdx.js';
 import { tdxApicvActiveAtEntry, tdxBuggedVmAllExited, tdxSentReachesGuest, type TdApicvRound, type TdKvmRunOutcome, type TdRerunOutcome } from '../../invariants/apicv.js';
 import type { Violation } from '../../invariants/checks.js';
 import { bitmapVectors, peekBitmap } from '../../invariants/snapshot.js';

@@ -29,7 +29,7 @@
  *
  * Shared words (scenario scratch, all through Access): CPU0's registers (src/host/msr), its
  * user-return cache (src/host/uret), host software state and two tasks (src/host/host-state),
- * the TD vCPU's bookkeeping and the TDX module's per-LP words (src/vendor/tdx/host-state); CPU0's
+ * the TD vCPU's bookkeeping and the TDX module's per-LP words (src/kvm/vmx/tdx-host-state); CPU0's
  * IRQ doorbell (pending bits), NMI latch, an interrupt hand-off word, the task on CPU0, and a log
  * of flagged observations.
  */
@@ -76,7 +76,7 @@ import {
   type TdExitReason,
   type TdxHostStatePlaces,
   type TdxRunSteps,
-} from '../../vendor/tdx/host-state.js';
+} from '../../kvm/vmx/tdx-host-state.js';
 import { hostObserversSeeHostValues, hostStateRestoredBeforeIrqs, uretCacheCoherent, type HostObservation, type HostObserverKind, type HostStateRound } from '../../invariants/host-state.js';
 import type { Violation } from '../../invariants/checks.js';
 import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';

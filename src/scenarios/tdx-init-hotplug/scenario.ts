@@ -47,7 +47,7 @@ import {
   kvmUsageCount,
   type KvmVirtOps,
 } from '../../kvm/virt-enable.js';
-import { TdxLeaf, readSeamcallLog, tdxLeafName, tdxStatusName, tdxSysRuns } from '../../vendor/tdx/module.js';
+import { TdxLeaf, readSeamcallLog, tdxLeafName, tdxStatusName, tdxSysRuns } from '../../hw/tdx/module.js';
 import {
   TDX_CPUHP_ONLINE,
   tdxBringup,
@@ -62,7 +62,7 @@ import {
   vtVirtOps,
   vtVirtOpsV19,
   type TdxPlaces,
-} from '../../vendor/tdx/bringup.js';
+} from '../../kvm/vmx/tdx-bringup.js';
 import { kvmOnlineCpusVmxOn, tdxConfigAllOnlineLpsInit, tdxInitOnce, tdxSeamcallOnReadyCpu, type SeamcallRecord, type SysConfigRecord, type TdxBringupRound } from '../../invariants/tdx-bringup.js';
 import type { Violation } from '../../invariants/checks.js';
 import { thinkSpins, type ScenarioCtx, type ScenarioDef, type ScenarioParams } from '../define.js';

@@ -31,7 +31,7 @@ import type { Access } from '../../mem/access.js';
 import { wordAt } from '../../sync/index.js';
 import { cpuDown, cpuUp, CPUHP_CPU, perCpuWord, type CpuhpCallbacks } from '../../host/cpuhp.js';
 import { KVM_CPUHP_ONLINE, kvmCpuhpStep, kvmDisableVirtualization, kvmEnableVirtualization, kvmInitVirtualization, type KvmVirtOps } from '../../kvm/virt-enable.js';
-import { tdxKotSnapshot, tdxStatusName } from '../../vendor/tdx/module.js';
+import { tdxKotSnapshot, tdxStatusName } from '../../hw/tdx/module.js';
 import {
   TDX_CPUHP_ONLINE,
   contiguousPackage,
@@ -44,7 +44,7 @@ import {
   tdxVcpuRun,
   vtVirtOps,
   type TdxPlaces,
-} from '../../vendor/tdx/bringup.js';
+} from '../../kvm/vmx/tdx-bringup.js';
 import { tdxTdKeepsPackagesOnline, type TdPackageSample } from '../../invariants/tdx-bringup.js';
 import type { Violation } from '../../invariants/checks.js';
 import { EmuError } from '../../errors.js';

@@ -63,7 +63,7 @@ import {
   vmxEnableVirtualizationCpu,
   type KvmVirtOps,
   type KvmVirtPlaces,
-} from '../../kvm/virt-enable.js';
+} from '../virt-enable.js';
 import {
   TDX_HOST_WORDS,
   TDX_SEAM_WORDS,
@@ -78,7 +78,7 @@ import {
   tdxLogWords,
   tdxModuleBoot,
   type TdxModulePlaces,
-} from './module.js';
+} from '../../hw/tdx/module.js';
 
 /** Word offsets of KVM's global TDX words. */
 export const KVM_TDX = {

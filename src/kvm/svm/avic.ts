@@ -11,24 +11,15 @@
  * The IRR store must be globally visible before the IsRunning load (erratum #1235): the locked
  * set_bit provides it. Only the pCPU loading/holding the vCPU writes its entry.
  */
-import { AVIC_PHYSID, PCPU, VCPU, type PcpuId, type VcpuId } from '../../mem/layout.js';
+import { AVIC_PHYSID, VCPU, type PcpuId, type VcpuId } from '../../mem/layout.js';
 import { APIC_IRR } from '../../mem/apicdef.js';
 import { vecPos, vecWord } from '../../mem/layout.js';
-import { IN_GUEST_MODE } from '../../kvm/modes.js';
-import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
-import { kvmVcpuKick, kvmVcpuWakeUp } from '../../kvm/kick.js';
+import { IN_GUEST_MODE } from '../modes.js';
+import { kvmMakeRequest, KVM_REQ_EVENT } from '../requests.js';
+import { kvmVcpuKick, kvmVcpuWakeUp } from '../kick.js';
 import { EV } from '../../trace/events.js';
-import type { KvmCtx } from '../../kvm/x86-ops.js';
-
-/**
- * Ring the AVIC doorbell of a pCPU: a CPU in guest mode there re-evaluates its backing page.
- * @kvm arch/x86/kvm/svm/avic.c avic_ring_doorbell
- */
-export function avicRingDoorbell(ctx: KvmCtx, cpu: PcpuId): void {
-  ctx.acc.xchg(ctx.L.pcpu(cpu, PCPU.AVIC_DOORBELL), 1, 'avic:doorbell');
-  ctx.stats.count('notifications');
-  ctx.trace.emit(EV.NOTIFY, cpu, 0);
-}
+import type { KvmCtx } from '../x86-ops.js';
+import { avicRingDoorbell } from '../../hw/svm/avic.js';
 
 /**
  * sched-in / unblock: point the entry at this pCPU and set IsRunning, unless the vCPU is

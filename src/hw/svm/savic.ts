@@ -18,13 +18,12 @@
  *   domain SA-3, the savic-ipi-hlt scenario).
  * - A doorbell (MSR_AMD64_SVM_AVIC_DOORBELL to this pCPU) makes the CPU re-evaluate the page.
  */
-import { PCPU, VMCB, SAVIC_NMI_REQUEST, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
+import { PCPU, VMCB, SAVIC_ALLOWED_IRR, SAVIC_NMI_REQUEST, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
 import { APIC_IRR, APIC_ISR, APIC_SELF_IPI, APIC_TASKPRI } from '../../mem/apicdef.js';
 import type { Access } from '../../mem/access.js';
 import { apicDestinations, computePpr, decodeIcr } from '../../apic/index.js';
 import { EV } from '../../trace/events.js';
 import { ExitReason, type GuestExit, type GuestProgram, type KvmCtx } from '../../kvm/x86-ops.js';
-import { savicFateCounter, savicPreSevRun, savicVmrun } from './sev.js';
 
 /** x2APIC ICR MSR. */
 const MSR_X2APIC_ICR = 0x830;
@@ -144,11 +143,10 @@ export function savicGuestVcIcrWrite(ctx: KvmCtx, v: VcpuId, lo: number, hi: num
 
 /**
  * Run a Secure AVIC guest from VMRUN until a #VMEXIT, at most `maxSteps` guest steps.
- * @kvm arch/x86/kvm/svm/svm.c svm_vcpu_run (with pre_sev_run)
+ * @apm AMD64 APM vol. 2, Secure AVIC: VMRUN (the UpdateIRR merge) and guest execution until #VMEXIT; KVM's pre_sev_run runs before it (kvm/svm/savic.ts)
  */
 export function savicVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps: number): GuestExit {
   const { acc, L } = ctx;
-  savicPreSevRun(ctx, v);
   // VMRUN is serializing: the flag clear is visible before the guest reads its backing page.
   acc.smpMb('savic:vmrun-serialize');
   const merged = savicVmrun(acc, v, savicFateCounter(ctx, v));
@@ -183,4 +181,64 @@ export function savicVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSte
     return { reason: ExitReason.MSR_WRITE, msr: act.msr, lo: act.lo, hi: act.hi };
   }
   return { reason: ExitReason.PREEMPTION_TIMER };
+}
+
+/** What happened to a vector on its way through RequestedIRR (for accounting and events). */
+export type SavicVectorFate = 'coalesced' | 'filtered';
+
+/**
+ * What VMRUN does with UpdateIRR set: merge RequestedIRR, filtered by the guest's ALLOWED_IRR,
+ * into the backing page's IRR, then clear RequestedIRR and UpdateIRR — a read followed by a
+ * separate clear, not an atomic exchange (why only the running CPU may write them). A vector
+ * already pending in the backing page coalesces; one the guest does not allow is dropped.
+ * Returns the number of vectors merged.
+ * @apm AMD64 APM vol. 2, Secure AVIC: VMRUN processing of UpdateIRR / RequestedIRR
+ */
+export function savicVmrun(acc: Access, v: VcpuId, fate?: (f: SavicVectorFate, vector: number) => void): number {
+  const L = acc.layout;
+  if (acc.readOnce(L.vmcb(v, VMCB.UPDATE_IRR), 'savic:vmrun-update-irr-read') === 0) return 0;
+  let merged = 0;
+  for (let i = 0; i < 8; i++) {
+    const req = acc.readOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 'savic:vmrun-read');
+    if (req === 0) continue;
+    const allowed = acc.readOnce(L.savicBacking(v, SAVIC_ALLOWED_IRR + 0x10 * i), 'savic:vmrun-allowed-read');
+    const irr = L.savicBacking(v, APIC_IRR + 0x10 * i);
+    const old = acc.readOnce(irr, 'savic:vmrun-irr-read');
+    acc.writeOnce(irr, old | (req & allowed), 'savic:vmrun-irr-write');
+    merged += popcount(req & allowed & ~old);
+    if (fate) {
+      forEachBit(req & allowed & old, i, (vec) => fate('coalesced', vec));
+      forEachBit(req & ~allowed, i, (vec) => fate('filtered', vec));
+    }
+  }
+  for (let i = 0; i < 8; i++) acc.writeOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 0, 'savic:vmrun-clear');
+  acc.writeOnce(L.vmcb(v, VMCB.UPDATE_IRR), 0, 'savic:vmrun-clear-update-irr');
+  return merged;
+}
+
+/** Call `f` for each vector whose bit is set in `bits` (word `word` of a 256-bit bitmap). @emulator */
+export function forEachBit(bits: number, word: number, f: (vector: number) => void): void {
+  for (let b = bits >>> 0; b !== 0; ) {
+    const bit = 31 - Math.clz32(b);
+    b &= ~(1 << bit);
+    f(word * 32 + bit);
+  }
+}
+
+function popcount(x: number): number {
+  let n = 0;
+  for (let b = x >>> 0; b !== 0; b &= b - 1) n++;
+  return n;
+}
+
+/** Accounting callback for {@link savicSetRequestedIrr} / {@link savicVmrun}. @emulator */
+export function savicFateCounter(ctx: KvmCtx, v: VcpuId): (f: SavicVectorFate, vector: number) => void {
+  return (f, vector) => {
+    if (f === 'coalesced') {
+      ctx.stats.countCoalesced(v, vector);
+      ctx.trace.emit(EV.COALESCED, v, vector, 3);
+    } else {
+      ctx.stats.count('savicFiltered');
+    }
+  };
 }

@@ -15,9 +15,9 @@ import type { HostVirtState, PcpuVirtState } from '../../host/host-state.js';
 import { cpuDown, cpuUp, cpuhpCpuState, perCpuWord, type CpuhpCallbacks } from '../../host/cpuhp.js';
 import { cr4Vmxe } from '../../host/virt-cpu.js';
 import { errnoName, ERRNO } from '../../host/errno.js';
-import { KVM_CPUHP_ONLINE, kvmCpuhpStep, kvmInitVirtualization, kvmUsageCount } from '../../kvm/virt-enable.js';
-import { TDX_HOST_CPU, TdxModuleStatus, tdxModuleStatus } from './module.js';
-import { TDX_CPUHP_ONLINE, tdxBringup, tdxCpuhpStep, tdxHostArea, tdxHostBoot, tdxNrConfiguredHkid, tdxTdInit, vtVirtOps, type TdxPlaces } from './bringup.js';
+import { KVM_CPUHP_ONLINE, kvmCpuhpStep, kvmInitVirtualization, kvmUsageCount } from '../virt-enable.js';
+import { TDX_HOST_CPU, TdxModuleStatus, tdxModuleStatus } from '../../hw/tdx/module.js';
+import { TDX_CPUHP_ONLINE, tdxBringup, tdxCpuhpStep, tdxHostArea, tdxHostBoot, tdxNrConfiguredHkid, tdxTdInit, vtVirtOps, type TdxPlaces } from './tdx-bringup.js';
 
 /** SEAMCALL log records kept for a machine (the log is for scenarios; a machine keeps a few). */
 const LOG_CAPACITY = 16;

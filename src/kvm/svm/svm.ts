@@ -5,10 +5,10 @@
 import { AVIC_PHYSID, VCPU, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 import { kvmApicHasInterrupt } from '../../apic/index.js';
-import { ExitReason, type KvmX86Ops } from '../../kvm/x86-ops.js';
-import { vmxX86Ops } from '../vmx/index.js';
-import { avicKickTargetVcpu, avicVcpuLoad, avicVcpuPut, svmDeliverInterrupt } from './avic.js';
-import { svmVcpuRun } from './hw.js';
+import { ExitReason, type KvmX86Ops } from '../x86-ops.js';
+import { vmxX86Ops } from '../vmx/vmx.js';
+import { avicKickTargetVcpu, avicVcpuLoad, avicVcpuPut, svmDeliverInterrupt } from '../../kvm/svm/avic.js';
+import { svmVcpuRun } from '../../hw/svm/avic.js';
 
 /**
  * A vCPU at creation: AVIC active, a valid physical APIC ID table entry, not running.

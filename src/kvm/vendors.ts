@@ -2,15 +2,15 @@
  * Vendor registry: one {@link KvmX86Ops} per interrupt-virtualization model.
  */
 import type { Access } from '../mem/access.js';
-import type { KvmX86Ops } from '../kvm/x86-ops.js';
+import type { KvmX86Ops } from './x86-ops.js';
 import { badParam } from '../errors.js';
-import { vmxVcpuCreate, vmxX86Ops } from './vmx/index.js';
-import { tdxVcpuCreate, tdxX86Ops } from './tdx/index.js';
-import { tdxMachineAreaWords, tdxMachineHostInit, tdxMachineHostSnapshot, tdxMachineHotplug, tdxMachinePcpuHostState } from './tdx/machine-host.js';
+import { vmxVcpuCreate, vmxX86Ops } from './vmx/vmx.js';
+import { tdxVcpuCreate, tdxX86Ops } from './vmx/tdx.js';
+import { tdxMachineAreaWords, tdxMachineHostInit, tdxMachineHostSnapshot, tdxMachineHotplug, tdxMachinePcpuHostState } from './vmx/tdx-machine-host.js';
 import type { HostVirtState, PcpuHostState } from '../host/host-state.js';
 import type { HotplugCallbacks } from '../host/hotplug-callbacks.js';
-import { svmVcpuCreate, svmX86Ops } from './svm/index.js';
-import { savicVcpuCreate, savicX86Ops } from './savic/index.js';
+import { svmVcpuCreate, svmX86Ops } from './svm/svm.js';
+import { savicVcpuCreate, savicX86Ops } from './svm/savic.js';
 
 /** Vendors a machine can be built with. */
 export const VENDORS = ['vmx', 'svm', 'tdx', 'savic'] as const;

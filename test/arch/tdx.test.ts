@@ -8,7 +8,7 @@ import { closeSharedPool } from '../../src/runtime/pool.js';
 import { Access, createMachineMemory } from '../../src/mem/access.js';
 import { ActorStats } from '../../src/kvm/stats.js';
 import { Tracer, sharedClockMs } from '../../src/trace/events.js';
-import { vendorModule, type Vendor } from '../../src/vendor/index.js';
+import { vendorModule, type Vendor } from '../../src/kvm/vendors.js';
 import { initMachineState } from '../../src/runtime/vm-init.js';
 import { kvmSetApicBase, kvmVcpuIoctlGetLapic, kvmVcpuIoctlSetLapic } from '../../src/kvm/lapic-ioctl.js';
 import type { KvmCtx } from '../../src/kvm/x86-ops.js';

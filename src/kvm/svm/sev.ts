@@ -16,19 +16,17 @@
  * pairing with the target's  mode = OUTSIDE; ...; smp_mb(); has_pending_ipi?  in
  * protected_apic_has_interrupt, and pre_sev_run clears the flag just before VMRUN.
  */
-import { VCPU, VMCB, SAVIC_ALLOWED_IRR, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
+import { VCPU, VMCB, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
 import { APIC_IRR } from '../../mem/apicdef.js';
 import type { Access } from '../../mem/access.js';
 import { apicDestinations, apicFindHighestIrr, decodeIcr } from '../../apic/index.js';
-import { IN_GUEST_MODE } from '../../kvm/modes.js';
-import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
-import { kvmVcpuKick } from '../../kvm/kick.js';
+import { IN_GUEST_MODE } from '../modes.js';
+import { kvmMakeRequest, KVM_REQ_EVENT } from '../requests.js';
+import { kvmVcpuKick } from '../kick.js';
 import { EV } from '../../trace/events.js';
-import type { KvmCtx } from '../../kvm/x86-ops.js';
-import { avicRingDoorbell } from '../svm/avic.js';
-
-/** What happened to a vector on its way through RequestedIRR (for accounting and events). */
-export type SavicVectorFate = 'coalesced' | 'filtered';
+import type { KvmCtx } from '../x86-ops.js';
+import { avicRingDoorbell } from '../../hw/svm/avic.js';
+import { forEachBit, savicFateCounter, type SavicVectorFate } from '../../hw/svm/savic.js';
 
 /**
  * Move KVM's pending IRR into RequestedIRR on the CPU about to VMRUN the vCPU: OR each word
@@ -53,62 +51,6 @@ export function savicSetRequestedIrr(acc: Access, v: VcpuId, fate?: (f: SavicVec
   }
   if (any) acc.writeOnce(L.vmcb(v, VMCB.UPDATE_IRR), 1, 'savic:update-irr-write');
   return any;
-}
-
-/**
- * What VMRUN does with UpdateIRR set: merge RequestedIRR, filtered by the guest's ALLOWED_IRR,
- * into the backing page's IRR, then clear RequestedIRR and UpdateIRR — a read followed by a
- * separate clear, not an atomic exchange (why only the running CPU may write them). A vector
- * already pending in the backing page coalesces; one the guest does not allow is dropped.
- * Returns the number of vectors merged.
- * @apm AMD64 APM vol. 2, Secure AVIC: VMRUN processing of UpdateIRR / RequestedIRR
- */
-export function savicVmrun(acc: Access, v: VcpuId, fate?: (f: SavicVectorFate, vector: number) => void): number {
-  const L = acc.layout;
-  if (acc.readOnce(L.vmcb(v, VMCB.UPDATE_IRR), 'savic:vmrun-update-irr-read') === 0) return 0;
-  let merged = 0;
-  for (let i = 0; i < 8; i++) {
-    const req = acc.readOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 'savic:vmrun-read');
-    if (req === 0) continue;
-    const allowed = acc.readOnce(L.savicBacking(v, SAVIC_ALLOWED_IRR + 0x10 * i), 'savic:vmrun-allowed-read');
-    const irr = L.savicBacking(v, APIC_IRR + 0x10 * i);
-    const old = acc.readOnce(irr, 'savic:vmrun-irr-read');
-    acc.writeOnce(irr, old | (req & allowed), 'savic:vmrun-irr-write');
-    merged += popcount(req & allowed & ~old);
-    if (fate) {
-      forEachBit(req & allowed & old, i, (vec) => fate('coalesced', vec));
-      forEachBit(req & ~allowed, i, (vec) => fate('filtered', vec));
-    }
-  }
-  for (let i = 0; i < 8; i++) acc.writeOnce(L.vmcb(v, VMCB.REQUESTED_IRR, i), 0, 'savic:vmrun-clear');
-  acc.writeOnce(L.vmcb(v, VMCB.UPDATE_IRR), 0, 'savic:vmrun-clear-update-irr');
-  return merged;
-}
-
-function forEachBit(bits: number, word: number, f: (vector: number) => void): void {
-  for (let b = bits >>> 0; b !== 0; ) {
-    const bit = 31 - Math.clz32(b);
-    b &= ~(1 << bit);
-    f(word * 32 + bit);
-  }
-}
-
-function popcount(x: number): number {
-  let n = 0;
-  for (let b = x >>> 0; b !== 0; b &= b - 1) n++;
-  return n;
-}
-
-/** Accounting callback for {@link savicSetRequestedIrr} / {@link savicVmrun}. @emulator */
-export function savicFateCounter(ctx: KvmCtx, v: VcpuId): (f: SavicVectorFate, vector: number) => void {
-  return (f, vector) => {
-    if (f === 'coalesced') {
-      ctx.stats.countCoalesced(v, vector);
-      ctx.trace.emit(EV.COALESCED, v, vector, 3);
-    } else {
-      ctx.stats.count('savicFiltered');
-    }
-  };
 }
 
 /**

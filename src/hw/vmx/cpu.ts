@@ -13,8 +13,8 @@ import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
 import { apicFindHighestIrr, apicFindHighestIsr, apicSetEoi, kvmApicAckInterrupt } from '../../apic/index.js';
 import { EV } from '../../trace/events.js';
 import { ExitReason, type GuestExit, type GuestProgram, type KvmCtx } from '../../kvm/x86-ops.js';
-import { piClearOn, piNv } from './pi-desc.js';
-import { kvmApicUpdateIrr } from './posted-intr.js';
+import { piClearOn, piNv } from '../../hw/vmx/pi-desc.js';
+import { kvmApicUpdateIrr } from '../../kvm/lapic-pir.js';
 
 /**
  * Posted-interrupt processing (SDM 29.6), steps uninterruptible from the guest's view:

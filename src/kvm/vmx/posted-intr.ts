@@ -9,13 +9,14 @@
  */
 import { VCPU, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
 import { APIC_IRR } from '../../mem/apicdef.js';
-import { IN_GUEST_MODE } from '../../kvm/modes.js';
-import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
-import { apicSendIpiHost, kvmVcpuKick, kvmVcpuWakeUp, POSTED_INTR_VECTOR } from '../../kvm/kick.js';
+import { IN_GUEST_MODE } from '../modes.js';
+import { kvmMakeRequest, KVM_REQ_EVENT } from '../requests.js';
+import { apicSendIpiHost, kvmVcpuKick, kvmVcpuWakeUp, POSTED_INTR_VECTOR } from '../kick.js';
 import { apicFindHighestIrr } from '../../apic/index.js';
 import { EV } from '../../trace/events.js';
-import type { KvmCtx } from '../../kvm/x86-ops.js';
-import { kvmApicUpdateIrrRaw, piClearOn, piTestAndSetOn, piTestAndSetPir, piTestOn } from './pi-desc.js';
+import type { KvmCtx } from '../x86-ops.js';
+import { kvmApicUpdateIrr } from '../lapic-pir.js';
+import { piClearOn, piTestAndSetOn, piTestAndSetPir, piTestOn } from '../../hw/vmx/pi-desc.js';
 
 /**
  * Notify a vCPU that its PIR has work: a notification IPI if it is in guest mode on another
@@ -83,38 +84,6 @@ export function vmxDeliverInterrupt(ctx: KvmCtx, target: VcpuId, vector: number)
     kvmMakeRequest(ctx.acc, target, KVM_REQ_EVENT);
     kvmVcpuKick(ctx, target);
   }
-}
-
-/**
- * Move the PIR into the vIRR of vCPU v (counting bits that coalesce with vIRR bits already
- * set). Returns { maxIrr, got } where got = something new was picked up.
- * Used by KVM's sync and by the CPU's posted-interrupt processing.
- * @kvm arch/x86/kvm/lapic.c kvm_apic_update_irr
- */
-export function kvmApicUpdateIrr(ctx: KvmCtx, v: VcpuId): { maxIrr: number; got: boolean; pirMax: number } {
-  let pirMax = -1;
-  let updated = false;
-  const r = kvmApicUpdateIrrRaw(
-    ctx.acc,
-    v,
-    (i) => ctx.L.apicBitmapWord(v, APIC_IRR, i),
-    (i, pir, prevIrr) => {
-      pirMax = 31 - Math.clz32(pir) + i * 32;
-      if ((pir & ~prevIrr) !== 0) updated = true;
-      let dup = pir & prevIrr;
-      while (dup !== 0) {
-        const bit = 31 - Math.clz32(dup);
-        dup &= ~(1 << bit);
-        ctx.stats.countCoalesced(v, i * 32 + bit);
-        ctx.trace.emit(EV.COALESCED, v, i * 32 + bit, 3);
-      }
-    },
-  );
-  // Without APICv, software injection only scans the IRR when irr_pending says so.
-  if (updated && ctx.acc.readOnce(ctx.L.vcpu(v, VCPU.APICV_ACTIVE), 'apicv:active-read') === 0) {
-    ctx.acc.writeOnce(ctx.L.vcpu(v, VCPU.IRR_PENDING), 1, 'apic:irr-pending');
-  }
-  return { maxIrr: r.maxIrr, got: r.gotNewMax, pirMax };
 }
 
 /**

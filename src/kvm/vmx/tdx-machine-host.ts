@@ -20,8 +20,8 @@
 import type { Access } from '../../mem/access.js';
 import type { HostVirtState, PcpuHostState } from '../../host/host-state.js';
 import type { HotplugCallbacks } from '../../host/hotplug-callbacks.js';
-import type { TdxPlaces } from './bringup.js';
-import { tdxMachineBringup, tdxMachineBringupPlaces, tdxMachineCheckSeamcallCpu, tdxMachineBringupWords, tdxMachineCpuStartup, tdxMachineCpuTeardown, tdxMachineHostVirt, tdxMachinePcpuVirt } from './machine-bringup.js';
+import type { TdxPlaces } from './tdx-bringup.js';
+import { tdxMachineBringup, tdxMachineBringupPlaces, tdxMachineCheckSeamcallCpu, tdxMachineBringupWords, tdxMachineCpuStartup, tdxMachineCpuTeardown, tdxMachineHostVirt, tdxMachinePcpuVirt } from './tdx-machine-bringup.js';
 import type { Addr, Layout, PcpuId, VcpuId } from '../../mem/layout.js';
 import { HOST_REG_BLOCK_WORDS, initHostRegs, snapshotHostRegs, type HostRegs } from '../../host/msr.js';
 import { URET_BLOCK_WORDS, kvmUserReturnMsrCpuOnline, snapshotUretCache, type UretCacheSnapshot } from '../../host/uret.js';
@@ -38,7 +38,7 @@ import {
   tdxVcpuRun,
   type TdExitReason,
   type TdxHostStatePlaces,
-} from './host-state.js';
+} from './tdx-host-state.js';
 
 const PER_PCPU = HOST_REG_BLOCK_WORDS + URET_BLOCK_WORDS + HOST_CPU_BLOCK_WORDS + TDX_LP_BLOCK_WORDS;
 const PER_VCPU = TD_HS_BLOCK_WORDS + TASK_BLOCK_WORDS;

@@ -16,10 +16,10 @@
  */
 import { SAVIC_ALLOWED_IRR, VCPU, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
-import { kvmVmBugged } from '../../kvm/vm-bug.js';
-import { ExitReason, type KvmX86Ops } from '../../kvm/x86-ops.js';
-import { savicDeliverInterrupt, savicHandleIcrWrite, savicInjectIrq, savicInjectNmi, savicProtectedApicHasInterrupt } from './sev.js';
-import { savicVcpuRun } from './hw.js';
+import { kvmVmBugged } from '../vm-bug.js';
+import { ExitReason, type KvmX86Ops } from '../x86-ops.js';
+import { savicDeliverInterrupt, savicHandleIcrWrite, savicInjectIrq, savicInjectNmi, savicPreSevRun, savicProtectedApicHasInterrupt } from '../../kvm/svm/sev.js';
+import { savicVcpuRun } from '../../hw/svm/savic.js';
 
 /**
  * A vCPU at creation: Secure AVIC active, and the guest's firmware setup of its backing page —
@@ -46,7 +46,11 @@ export const savicX86Ops: KvmX86Ops = {
   // Doorbells are sent by KVM from vcpu->mode; no physical APIC ID table entry to maintain.
   vcpuLoad(): void {},
   vcpuPut(): void {},
-  vcpuRun: savicVcpuRun,
+  // svm_vcpu_run: pre_sev_run (KVM), then VMRUN and the guest until #VMEXIT (the CPU).
+  vcpuRun: (ctx, v, guest, maxSteps) => {
+    savicPreSevRun(ctx, v);
+    return savicVcpuRun(ctx, v, guest, maxSteps);
+  },
   handleHostIrq(): void {
     // Root mode: a reschedule IPI has done its job by interrupting.
   },

@@ -9,7 +9,7 @@
  * The kernel updates the 64-bit control field with locked ops / cmpxchg64; ON, SN and NV all
  * live in its low 32 bits, so 32-bit locked ops on the low word are equivalent here.
  */
-import { PID, vecPos, vecWord, type Addr, type VcpuId } from '../../mem/layout.js';
+import { PID, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 
 /** @kvm arch/x86/include/asm/posted_intr.h POSTED_INTR_ON */
@@ -81,41 +81,4 @@ export function piInit(acc: Access, v: VcpuId, nv: number, ndst: number): void {
   for (let i = 0; i < 8; i++) acc.writeOnce(acc.layout.pid(v, PID.PIR, i), 0, 'pi:init');
   acc.xchg(acc.layout.pid(v, PID.CONTROL), (nv & 0xff) << PI_NV_SHIFT, 'pi:init');
   acc.xchg(acc.layout.pid(v, PID.NDST), ndst, 'pi:init');
-}
-
-/**
- * Harvest the PIR into a vIRR-like bitmap: read every word, xchg(word, 0) only for non-zero ones,
- * then OR into the destination with cmpxchg (the vIRR can be written concurrently).
- * Calls `onBits(wordIndex, pirBits, prevIrrBits)` per non-zero word; returns the highest vIRR
- * vector after the merge (-1 if none) and whether the highest vector came from the PIR.
- * @kvm arch/x86/kvm/lapic.c __kvm_apic_update_irr
- */
-export function kvmApicUpdateIrrRaw(
-  acc: Access,
-  v: VcpuId,
-  irrWord: (i: number) => Addr,
-  onBits: (i: number, pir: number, prevIrr: number) => void,
-): { maxIrr: number; gotNewMax: boolean } {
-  let maxIrr = -1;
-  let maxUpdated = -1;
-  for (let i = 0, vec = 0; i <= 7; i++, vec += 32) {
-    const pIrr = irrWord(i);
-    let irr = acc.readOnce(pIrr, 'pi:virr-read');
-    const pirAddr = acc.layout.pid(v, PID.PIR, i);
-    if (acc.readOnce(pirAddr, 'pi:pir-read') !== 0) {
-      const pir = acc.xchg(pirAddr, 0, 'pi:pir-xchg');
-      let prev = irr;
-      for (;;) {
-        irr = prev | pir;
-        if (prev === irr) break;
-        const found = acc.cmpxchg(pIrr, prev, irr, 'pi:virr-or');
-        if (found === prev) break;
-        prev = found;
-      }
-      onBits(i, pir, prev);
-      if (prev !== irr) maxUpdated = 31 - Math.clz32(irr ^ prev) + vec;
-    }
-    if (irr !== 0) maxIrr = 31 - Math.clz32(irr) + vec;
-  }
-  return { maxIrr, gotNewMax: maxUpdated !== -1 && maxUpdated === maxIrr };
 }

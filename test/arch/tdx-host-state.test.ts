@@ -40,7 +40,7 @@ import {
   type TdHostConfig,
   type TdxHostStatePlaces,
   type TdxRunHooks,
-} from '../../src/vendor/tdx/host-state.js';
+} from '../../src/kvm/vmx/tdx-host-state.js';
 import { uretCacheCoherent } from '../../src/invariants/host-state.js';
 
 const HOST = {

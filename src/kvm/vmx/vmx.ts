@@ -6,12 +6,12 @@
 import { VCPU, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 import { apicFindHighestIrr, kvmApicAckInterrupt, kvmApicHasInterrupt } from '../../apic/index.js';
-import { POSTED_INTR_VECTOR } from '../../kvm/kick.js';
+import { POSTED_INTR_VECTOR } from '../kick.js';
 import { EV } from '../../trace/events.js';
-import type { KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
-import { piInit } from './pi-desc.js';
-import { vmxDeliverInterrupt, vmxSyncPirToIrr } from './posted-intr.js';
-import { vmxVcpuRun } from './hw.js';
+import type { KvmCtx, KvmX86Ops } from '../x86-ops.js';
+import { piInit } from '../../hw/vmx/pi-desc.js';
+import { vmxDeliverInterrupt, vmxSyncPirToIrr } from '../../kvm/vmx/posted-intr.js';
+import { vmxVcpuRun } from '../../hw/vmx/cpu.js';
 
 /**
  * Per-vCPU VMX state at creation: APICv active, descriptor NV = POSTED_INTR_VECTOR,

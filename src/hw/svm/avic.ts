@@ -6,12 +6,11 @@
  * #VMEXIT(AVIC_INCOMPLETE_IPI, TARGET_NOT_RUNNING). The CPU delivers the highest IRR vector above
  * PPR to the guest; an edge EOI is accelerated. A doorbell makes it re-evaluate the IRR.
  */
-import { PCPU, VCPU, vecPos, vecWord, AVIC_PHYSID, type VcpuId } from '../../mem/layout.js';
+import { PCPU, VCPU, vecPos, vecWord, AVIC_PHYSID, type PcpuId, type VcpuId } from '../../mem/layout.js';
 import { APIC_IRR } from '../../mem/apicdef.js';
 import { apicDestinations, apicSetEoi, decodeIcr, kvmApicAckInterrupt, kvmApicHasInterrupt } from '../../apic/index.js';
 import { EV } from '../../trace/events.js';
 import { ExitReason, type GuestExit, type GuestProgram, type KvmCtx } from '../../kvm/x86-ops.js';
-import { avicRingDoorbell } from './avic.js';
 
 /** x2APIC ICR MSR. */
 const MSR_X2APIC_ICR = 0x830;
@@ -90,4 +89,14 @@ export function svmVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps
     return { reason: ExitReason.MSR_WRITE, msr: act.msr, lo: act.lo, hi: act.hi };
   }
   return { reason: ExitReason.PREEMPTION_TIMER };
+}
+
+/**
+ * Ring the AVIC doorbell of a pCPU: a CPU in guest mode there re-evaluates its backing page.
+ * @kvm arch/x86/kvm/svm/avic.c avic_ring_doorbell
+ */
+export function avicRingDoorbell(ctx: KvmCtx, cpu: PcpuId): void {
+  ctx.acc.xchg(ctx.L.pcpu(cpu, PCPU.AVIC_DOORBELL), 1, 'avic:doorbell');
+  ctx.stats.count('notifications');
+  ctx.trace.emit(EV.NOTIFY, cpu, 0);
 }

@@ -12,14 +12,14 @@
 import { VCPU, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 import { kvmApicHasInterrupt } from '../../apic/index.js';
-import { apicSendIpiHost, POSTED_INTR_VECTOR } from '../../kvm/kick.js';
-import { kvmVmBugged } from '../../kvm/vm-bug.js';
-import type { KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
-import { piInit, piIsPirEmpty, piTestOn, piTestSn } from '../vmx/pi-desc.js';
-import { vmxDeliverPostedInterruptRaw } from '../vmx/posted-intr.js';
-import { vmxVcpuRun } from '../vmx/hw.js';
-import { vmxX86Ops } from '../vmx/index.js';
-import { tdxMachineVcpuLoad, tdxMachineVcpuPut, tdxMachineVcpuRun } from './machine-host.js';
+import { apicSendIpiHost, POSTED_INTR_VECTOR } from '../kick.js';
+import { kvmVmBugged } from '../vm-bug.js';
+import type { KvmCtx, KvmX86Ops } from '../x86-ops.js';
+import { piInit, piIsPirEmpty, piTestOn, piTestSn } from '../../hw/vmx/pi-desc.js';
+import { vmxDeliverPostedInterruptRaw } from './posted-intr.js';
+import { vmxVcpuRun } from '../../hw/vmx/cpu.js';
+import { vmxX86Ops } from './vmx.js';
+import { tdxMachineVcpuLoad, tdxMachineVcpuPut, tdxMachineVcpuRun } from './tdx-machine-host.js';
 
 /**
  * A TD vCPU at creation: APICv forced active, descriptor NV = POSTED_INTR_VECTOR.

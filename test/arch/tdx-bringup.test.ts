@@ -1,5 +1,5 @@
 /**
- * TDX module bring-up on the host (vendor/tdx/module.ts, vendor/tdx/bringup.ts) on one thread:
+ * TDX module bring-up on the host (hw/tdx/module.ts, kvm/vmx/tdx-bringup.ts) on one thread:
  * what the module accepts when, the 6.16 and v19 bring-up flows, a TD's key life against CPU
  * offlining, and disabling virtualization at shutdown and in an emergency.
  */
@@ -37,7 +37,7 @@ import {
   tdxStatusName,
   tdxSysRuns,
   tryInitModuleGlobal,
-} from '../../src/vendor/tdx/module.js';
+} from '../../src/hw/tdx/module.js';
 import {
   KVM_TDX,
   TDX_CPUHP_ONLINE,
@@ -55,7 +55,7 @@ import {
   vtVirtOps,
   vtVirtOpsV19,
   type TdxPlaces,
-} from '../../src/vendor/tdx/bringup.js';
+} from '../../src/kvm/vmx/tdx-bringup.js';
 import { EmuError } from '../../src/errors.js';
 
 const N = 4;

@@ -11,13 +11,14 @@ import { PCPU, SAVIC_ALLOWED_IRR, SAVIC_NMI_REQUEST, VCPU, VMCB } from '../../sr
 import { APIC_IRR } from '../../src/mem/apicdef.js';
 import { ActorStats } from '../../src/kvm/stats.js';
 import { Tracer, sharedClockMs } from '../../src/trace/events.js';
-import { vendorModule } from '../../src/vendor/index.js';
+import { vendorModule } from '../../src/kvm/vendors.js';
 import { initMachineState } from '../../src/runtime/vm-init.js';
 import { IN_GUEST_MODE, OUTSIDE_GUEST_MODE } from '../../src/kvm/modes.js';
 import { ExitReason, type GuestAction, type GuestProgram, type KvmCtx } from '../../src/kvm/x86-ops.js';
 import { kvmSetApicBase, kvmVcpuIoctlGetLapic, kvmVcpuIoctlSetLapic } from '../../src/kvm/lapic-ioctl.js';
-import { savicDeliverInterrupt, savicHandleIcrWrite, savicInjectIrq, savicInjectNmi, savicProtectedApicHasInterrupt } from '../../src/vendor/savic/sev.js';
-import { savicGuestVcIcrWrite, savicVcpuRun } from '../../src/vendor/savic/hw.js';
+import { savicDeliverInterrupt, savicHandleIcrWrite, savicInjectIrq, savicInjectNmi, savicProtectedApicHasInterrupt } from '../../src/kvm/svm/sev.js';
+import { savicGuestVcIcrWrite } from '../../src/hw/svm/savic.js';
+import { savicX86Ops } from '../../src/kvm/svm/savic.js';
 import { snapshotMachine } from '../../src/invariants/snapshot.js';
 import { isQuiescent, noSleepingWithPending } from '../../src/invariants/checks.js';
 import type { EmuError } from '../../src/errors.js';
@@ -77,7 +78,7 @@ test('VMRUN: pre_sev_run clears has_pending_ipi; the CPU delivers from the backi
   savicGuestVcIcrWrite(c, 0, 0x50, 1);
   savicHandleIcrWrite(c, 0, 0x50, 1);
   const g = new Recorder();
-  const exit = savicVcpuRun(c, 1, g, 16);
+  const exit = savicX86Ops.vcpuRun(c, 1, g, 16);
   t.deepEqual(g.vectors, [0x50]);
   t.is(exit.reason, ExitReason.HLT, 'nothing left pending: idle HLT exits');
   t.is(c.acc.peek(c.L.vmcb(1, VMCB.HAS_PENDING_IPI)), 0);
@@ -99,14 +100,14 @@ test('idle-HLT: HLT does not exit while a vector is pending above PPR; with TPR 
       return { kind: 'hlt' };
     },
   };
-  const exit = savicVcpuRun(c, 1, g, 16);
+  const exit = savicX86Ops.vcpuRun(c, 1, g, 16);
   t.deepEqual(g.got, [0x61], 'no HLT exit: the vector was taken instead');
   t.is(exit.reason, ExitReason.HLT);
   // TPR 0x70 masks vector 0x61: HLT exits with it pending in the backing page.
   c.acc.writeOnce(c.L.savicBacking(1, 0x80), 0x70, 't');
   savicGuestVcIcrWrite(c, 0, 0x62, 1);
   const g2 = new Recorder();
-  t.is(savicVcpuRun(c, 1, g2, 16).reason, ExitReason.HLT);
+  t.is(savicX86Ops.vcpuRun(c, 1, g2, 16).reason, ExitReason.HLT);
   t.deepEqual(g2.vectors, []);
 });
 
@@ -122,7 +123,7 @@ test('KVM-originated interrupts: KVM IRR -> RequestedIRR (inject_irq) -> backing
   t.is(c.acc.peek(c.L.vmcb(1, VMCB.UPDATE_IRR)), 1);
   t.is(c.acc.peek(c.L.apicBitmapWord(1, APIC_IRR, 1)), 0, 'moved out of KVM IRR');
   const g = new Recorder();
-  savicVcpuRun(own, 1, g, 8);
+  savicX86Ops.vcpuRun(own, 1, g, 8);
   t.deepEqual(g.vectors, [0x30]);
   t.is(c.acc.peek(c.L.vmcb(1, VMCB.UPDATE_IRR)), 0, 'VMRUN cleared UpdateIRR');
   t.is(c.acc.peek(c.L.vmcb(1, VMCB.REQUESTED_IRR, 1)), 0, 'and RequestedIRR');
@@ -138,7 +139,7 @@ test('NMIs: vNMI from KVM (V_NMI_PENDING) and NMI_REQUEST from a guest IPI are b
   savicGuestVcIcrWrite(c, 0, 4 << 8, 1);
   t.is(c.acc.peek(c.L.savicBacking(1, SAVIC_NMI_REQUEST)) & 1, 1);
   const g = new Recorder();
-  savicVcpuRun(c, 1, g, 8);
+  savicX86Ops.vcpuRun(c, 1, g, 8);
   t.is(g.nmis, 2);
   const m = c.stats.misc;
   t.is(m.nmisSent, 3);
