@@ -21,6 +21,7 @@ import { controlledRaceToJson, controlledRaceToText, controlledTable, raceToJson
 import { decodeReplay, replayRace, resolveControlled, runControlledRace, type ControlledRaceOptions, type ControlledRaceResult, type StrategyName } from '../scenarios/controlled.js';
 import Table from 'cli-table3';
 import { SCENARIOS } from '../scenarios/index.js';
+import { bugPatches, variantInfo } from '../scenarios/bugs.js';
 import { resolveRace, runRace, type RaceOptions, type RaceResult } from '../scenarios/runner.js';
 import { DEFAULT_FREE_ROUNDS, DEFAULT_PREEMPTIONS, litmusPool, resolveLitmusTest, runLitmus, type LitmusMode, type LitmusResult } from '../scenarios/litmus-run.js';
 import { LITMUS_TESTS, formatState, satisfiesExists } from '../scenarios/litmus-tests.js';
@@ -42,6 +43,7 @@ interface RunFlags {
   trace: boolean;
   deadlineMs: string;
   drainMs: string;
+  bug: string[];
 }
 
 class UsageError extends Error {}
@@ -122,7 +124,8 @@ function machineFrom(f: RunFlags): Machine {
   const pcpus = parseIntOption('pcpus', f.pcpus);
   // Writing every event to a file: rings sized so that they do not drop (see traceRingRecords).
   const ring = f.traceOut === undefined ? {} : { ringRecords: traceRingRecords(vcpus, pcpus) };
-  return Machine.create({ vendor: f.vendor, vcpus, pcpus, packages: parseIntOption('packages', f.packages), ...ring });
+  const patches = f.bug.flatMap((spec) => bugPatches(spec));
+  return Machine.create({ vendor: f.vendor, vcpus, pcpus, packages: parseIntOption('packages', f.packages), patches, ...ring });
 }
 
 async function cmdRun(f: RunFlags): Promise<number> {
@@ -282,7 +285,8 @@ function cmdList(f: { json?: boolean }): number {
     invariants: d.invariants.map((i) => i.name),
   }));
   if (f.json) {
-    out(JSON.stringify(rows, null, 2));
+    // Full detail per variant: the patch that makes it, what it reverts, what it is expected to do.
+    out(JSON.stringify(rows.map((r, i) => ({ ...r, variants: SCENARIOS[i]!.variants.map(variantInfo) })), null, 2));
     return EXIT.OK;
   }
   const tty = !!process.stdout.isTTY;
@@ -413,6 +417,7 @@ export function buildProgram(): Command {
     .option('--drain-ms <ms>', 'longest wait for quiescence after the run', '10000')
     .option('--no-trace', 'do not record events (faster; violations then come without their last events)')
     .option('--trace-out <file>', 'write every event to a msgpack file')
+    .option('--bug <id:variant>', 'run with the patches of a catalogue variant (repeatable; `hvemu list --json` names them)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--json', 'print the result as JSON')
     .action(async (f: RunFlags) => {
       process.exitCode = await cmdRun(f);
@@ -476,7 +481,7 @@ export function buildProgram(): Command {
 
 const USAGE =
   'usage: hvemu run [--vcpus N] [--pcpus M] [--packages P] [--seconds S | --sends N] [--seed X] [--vendor vmx|svm|tdx|savic] [--burst B]\n' +
-  '                 [--deadline-ms MS] [--drain-ms MS] [--no-trace] [--trace-out FILE] [--json]\n' +
+  '                 [--deadline-ms MS] [--drain-ms MS] [--no-trace] [--trace-out FILE] [--bug ID:VARIANT]... [--json]\n' +
   '       hvemu list [--json]\n' +
   '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--no-widen] [--deadline-ms MS] [--trace FILE] [--json]\n' +
   '       hvemu race <id> --mode controlled [--strategy random|pct|dfs] [--depth D] [--preemptions B] [--schedules N] [--variant V] [--iterations N] [--seconds S] [--seed X] [--vcpus N] [--deadline-ms MS] [--json]\n' +

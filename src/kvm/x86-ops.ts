@@ -7,6 +7,7 @@ import type { Access } from '../mem/access.js';
 import type { Layout, PcpuId, VcpuId } from '../mem/layout.js';
 import type { ActorStats } from './stats.js';
 import type { Tracer } from '../trace/events.js';
+import type { PatchSet } from './patches.js';
 
 /** What a thread knows about itself: the kernel's smp_processor_id() and kvm_get_running_vcpu(). */
 export interface KvmCtx {
@@ -24,6 +25,8 @@ export interface KvmCtx {
   needResched: () => boolean;
   /** The guest-visible clock (hvemu's TSC): µs since the machine's epoch, shared by all threads. */
   clockUs: () => number;
+  /** The named bug patches this machine's code runs with (kvm/patches.ts); empty = every fix in. */
+  readonly patches: PatchSet;
 }
 
 /** Reasons a guest run stops, as VM-exit reasons (SDM appendix C names). */

@@ -24,6 +24,30 @@ import { kvmX2apicMsrWriteExit } from './irq.js';
 import { kvmInjectPendingTimerIrqs, kvmSetLapicTscdeadlineMsr, MSR_IA32_TSC_DEADLINE } from './lapic-timer.js';
 import { EV } from '../trace/events.js';
 import { ExitReason, type GuestProgram, type KvmCtx } from './x86-ops.js';
+import { definePatch } from './patches.js';
+
+/**
+ * Bug patch (PI-6): vcpu_enter_guest syncs the PIR into the IRR only while APICv is active —
+ * the guard `kvm_lapic_enabled(vcpu) && kvm_vcpu_apicv_active(vcpu)` that commit 37c4dbf337c5
+ * removed. An assigned device keeps posting through its IRTE after an inhibit deactivates
+ * APICv; with the guard, what it posts stays in the PIR with ON set.
+ * @kvm arch/x86/kvm/x86.c vcpu_enter_guest (before 37c4dbf337c5)
+ */
+export const PATCH_SYNC_PIR_ONLY_WITH_APICV = definePatch({
+  id: 'kvm-sync-pir-only-with-apicv',
+  step: 'vcpu_enter_guest',
+  summary: 'sync_pir_to_irr at VM-entry (and the fastpath re-entry) only while APICv is active',
+  origin: { kind: 'revert', ref: '37c4dbf337c5c2cdb24365ffae6ed70ac1e74d7a', subject: 'KVM: x86: check PIR even for vCPUs with disabled APICv' },
+  kernel: 'before v5.16 (the fix went to stable)',
+  vendors: ['vmx'],
+});
+
+/** vcpu_enter_guest's PIR sync: `if (kvm_lapic_enabled(vcpu)) static_call_cond(kvm_x86_sync_pir_to_irr)(vcpu)`. */
+function syncPirAtEntry(ctx: KvmCtx, v: VcpuId, lapicEnabled: boolean): void {
+  if (!lapicEnabled) return;
+  if (ctx.patches.has(PATCH_SYNC_PIR_ONLY_WITH_APICV) && ctx.acc.readOnce(ctx.L.vcpu(v, VCPU.APICV_ACTIVE), 'apicv:active-read') === 0) return;
+  ctx.ops.syncPirToIrr(ctx, v);
+}
 
 /** What the vCPU loop should do next. */
 export type EnterResult = 'continue' | 'halt';
@@ -75,7 +99,7 @@ export function vcpuEnterGuest(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxS
   acc.smpMb('vcpu:enter-mb');
   // 5.
   const lapicEnabled = apicEnabled(acc, v);
-  if (lapicEnabled) ops.syncPirToIrr(ctx, v);
+  syncPirAtEntry(ctx, v, lapicEnabled);
   // 6.
   if (kvmVcpuExitRequest(ctx, v)) {
     setMode(ctx, v, OUTSIDE_GUEST_MODE);
@@ -88,7 +112,7 @@ export function vcpuEnterGuest(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxS
     // handle_fastpath_set_msr_irqoff -> kvm_x2apic_icr_write, still IN_GUEST_MODE.
     ctx.stats.count('vmexits');
     kvmX2apicMsrWriteExit(ctx, v, exit.msr, exit.lo ?? 0, exit.hi ?? 0);
-    if (lapicEnabled) ops.syncPirToIrr(ctx, v);
+    syncPirAtEntry(ctx, v, lapicEnabled);
     // kvm_vcpu_exit_request() also covers xfer_to_guest_mode_work_pending(): need_resched().
     if (kvmVcpuExitRequest(ctx, v) || ctx.needResched()) {
       exit = { reason: ExitReason.PREEMPTION_TIMER };

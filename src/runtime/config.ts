@@ -3,6 +3,7 @@
  */
 import { badParam } from '../errors.js';
 import { parseVendor, type Vendor } from '../kvm/vendors.js';
+import { checkPatchIds, findPatch } from '../kvm/patches.js';
 
 /** A machine's shape. */
 export interface MachineConfig {
@@ -16,6 +17,11 @@ export interface MachineConfig {
   ringRecords?: number;
   /** Physical packages the pCPUs are split into (consecutive pCPUs per package), 1..pcpus (default 1). */
   packages?: number;
+  /**
+   * Named bug patches to run the machine's KVM and hardware code with (ids from kvm/patches.ts,
+   * e.g. a catalogue variant's patches: `bugPatches('pi-wakeup-block:buggy')`). Default: none.
+   */
+  patches?: readonly string[];
 }
 
 /** A validated machine configuration. */
@@ -25,10 +31,12 @@ export interface ResolvedMachineConfig {
   pcpus: number;
   ringRecords: number;
   packages: number;
+  /** Sorted, validated patch ids. */
+  patches: string[];
 }
 
 /** The built-in default machine: 4 vCPUs on 2 pCPUs, VMX. */
-export const DEFAULT_MACHINE: ResolvedMachineConfig = { vendor: 'vmx', vcpus: 4, pcpus: 2, ringRecords: 16384, packages: 1 };
+export const DEFAULT_MACHINE: ResolvedMachineConfig = { vendor: 'vmx', vcpus: 4, pcpus: 2, ringRecords: 16384, packages: 1, patches: [] };
 
 /** Check that `value` is an integer in lo..hi; the error names `param`. */
 export function checkInt(param: string, value: unknown, lo: number, hi: number): number {
@@ -55,7 +63,19 @@ export function resolveMachineConfig(cfg: MachineConfig = {}): ResolvedMachineCo
     pcpus,
     ringRecords: checkInt('ringRecords', cfg.ringRecords ?? DEFAULT_MACHINE.ringRecords, 16, 1 << 20),
     packages: checkInt('packages', cfg.packages ?? DEFAULT_MACHINE.packages, 1, pcpus),
+    patches: checkPatches(cfg.patches, vendor),
   };
+}
+
+function checkPatches(ids: unknown, vendor: Vendor): string[] {
+  if (ids === undefined) return [];
+  if (!Array.isArray(ids) || ids.some((x) => typeof x !== 'string')) throw badParam('patches', 'must be an array of patch ids');
+  const out = checkPatchIds(ids as string[]);
+  for (const id of out) {
+    const p = findPatch(id);
+    if (p.vendors && !p.vendors.includes(vendor)) throw badParam('patches', `patch "${id}" changes ${p.step}, which a ${vendor} machine does not run (vendor: ${p.vendors.join(' or ')})`);
+  }
+  return out;
 }
 
 /** Check an interrupt vector for delivery (16..255). */

@@ -294,6 +294,7 @@ export class Machine {
         epochMs,
         deadlineMs: o.deadlineMs,
         loop: o.loop,
+        patches: cfg.patches,
         port: port2,
       };
       if (o.widen) task.widen = o.widen;

@@ -38,6 +38,8 @@ export interface ActorTask {
   loop: VcpuLoopParams;
   widen?: WidenConfig;
   record?: boolean;
+  /** Ids of the bug patches the machine's code runs with (kvm/patches.ts). */
+  patches: string[];
   /** comlink control channel (transferred). */
   port: MessagePort;
 }

@@ -20,6 +20,7 @@ import { cpuDown, cpuUp } from '../actors/hotplug.js';
 import { toWire } from '../errors.js';
 import { portEndpoint } from './endpoint.js';
 import type { ActorControl, ActorResult, ActorTask, WorkloadSpec } from './protocol.js';
+import { PatchSet } from '../kvm/patches.js';
 
 function makeGuest(w: WorkloadSpec, self: number, nrVcpus: number, seed: number, sending: () => boolean, clockUs: () => number): GuestProgram & { figures(): Record<string, number> } {
   switch (w.kind) {
@@ -63,6 +64,7 @@ export async function runActorTask(task: ActorTask): Promise<ActorResult> {
     cpu: -1,
     needResched: () => false,
     clockUs: () => Math.round((sharedClockMs() - task.epochMs) * 1000),
+    patches: new PatchSet(task.patches),
   };
   const sending = () => acc.peek(L.vm(VM.RUN_STATE)) === RunState.RUNNING;
   const guest = role.kind === 'vcpu' ? makeGuest(task.workload, role.vcpu, nrVcpus, deriveSeed(task.seed, role.vcpu), sending, ctx.clockUs) : undefined;

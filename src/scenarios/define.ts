@@ -13,6 +13,7 @@ import type { Layout, LayoutConfig } from '../mem/layout.js';
 import type { Prng } from '../util/prng.js';
 import type { Violation } from '../invariants/checks.js';
 import { badParam } from '../errors.js';
+import type { KernelPatch } from '../kvm/patches.js';
 
 /** One variant of a scenario. */
 export interface ScenarioVariant {
@@ -21,6 +22,23 @@ export interface ScenarioVariant {
   buggy: boolean;
   /** The one step in which this variant differs from the fixed one (empty for `fixed`). */
   differs: string;
+  /**
+   * The named patches (kvm/patches.ts) that make this variant: applied to the shared KVM and
+   * hardware code, they are the whole difference from `fixed`. Empty for `fixed`.
+   */
+  patches?: readonly KernelPatch[];
+  /**
+   * What the scenario's invariants are expected to do under this variant: `fails` (some
+   * schedule breaks one) or `holds`. Default: `fails` for buggy variants, `holds` otherwise.
+   */
+  expected?: 'fails' | 'holds';
+  /** Which Linux (or module/hardware) behaves like this variant, e.g. `v6.10 and later`. */
+  kernel?: string;
+}
+
+/** The expected outcome of a variant (explicit, or from `buggy`). @emulator */
+export function variantExpected(v: ScenarioVariant): 'fails' | 'holds' {
+  return v.expected ?? (v.buggy ? 'fails' : 'holds');
 }
 
 /** A named invariant the scenario checks. */

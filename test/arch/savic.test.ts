@@ -22,6 +22,7 @@ import { savicX86Ops } from '../../src/kvm/svm/savic.js';
 import { snapshotMachine } from '../../src/invariants/snapshot.js';
 import { isQuiescent, noSleepingWithPending } from '../../src/invariants/checks.js';
 import type { EmuError } from '../../src/errors.js';
+import { NO_PATCHES } from '../../src/kvm/patches.js';
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -32,7 +33,7 @@ function savicCtx(runningVcpu = 0, cpu = 0): KvmCtx {
   const acc = new Access(mem, { actor: mem.layout.mainActor, name: 'main' });
   const mod = vendorModule('savic');
   initMachineState(acc, mod);
-  return { acc, L: mem.layout, nrVcpus: 3, ops: mod.ops, stats: new ActorStats(acc, 3), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu, cpu, needResched: () => false, clockUs: () => 0 };
+  return { acc, L: mem.layout, nrVcpus: 3, ops: mod.ops, stats: new ActorStats(acc, 3), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu, cpu, needResched: () => false, clockUs: () => 0, patches: NO_PATCHES };
 }
 
 /** A guest that records what it takes and otherwise executes `then` (HLT by default). */

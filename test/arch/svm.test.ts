@@ -18,6 +18,7 @@ import { kvmVcpuBlockBegin, kvmVcpuBlockEnd } from '../../src/kvm/block.js';
 import { avicIsRunningConsistent } from '../../src/invariants/checks.js';
 import { snapshotMachine } from '../../src/invariants/snapshot.js';
 import type { KvmCtx } from '../../src/kvm/x86-ops.js';
+import { NO_PATCHES } from '../../src/kvm/patches.js';
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -28,7 +29,7 @@ function svmCtx(cpu = 0, runningVcpu = 0): KvmCtx {
   const acc = new Access(mem, { actor: mem.layout.mainActor, name: 'main' });
   const mod = vendorModule('svm');
   initMachineState(acc, mod);
-  return { acc, L: mem.layout, nrVcpus: 3, ops: mod.ops, stats: new ActorStats(acc, 3), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu, cpu, needResched: () => false, clockUs: () => 0 };
+  return { acc, L: mem.layout, nrVcpus: 3, ops: mod.ops, stats: new ActorStats(acc, 3), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu, cpu, needResched: () => false, clockUs: () => 0, patches: NO_PATCHES };
 }
 
 test('doorbell only when IsRunning; a not-running target is returned for the incomplete-IPI exit', (t) => {

@@ -14,6 +14,7 @@ import { kvmSetApicBase, kvmVcpuIoctlGetLapic, kvmVcpuIoctlSetLapic } from '../.
 import type { KvmCtx } from '../../src/kvm/x86-ops.js';
 import type { EmuError } from '../../src/errors.js';
 import { INIT_PKRU_VALUE, KVM_HOST_XCR0 } from '../../src/host/host-state.js';
+import { NO_PATCHES } from '../../src/kvm/patches.js';
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -24,7 +25,7 @@ function ctxFor(vendor: Vendor): KvmCtx {
   const acc = new Access(mem, { actor: mem.layout.mainActor, name: 'main' });
   const mod = vendorModule(vendor);
   initMachineState(acc, mod);
-  return { acc, L: mem.layout, nrVcpus: 2, ops: mod.ops, stats: new ActorStats(acc, 2), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0 };
+  return { acc, L: mem.layout, nrVcpus: 2, ops: mod.ops, stats: new ActorStats(acc, 2), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0, patches: NO_PATCHES };
 }
 
 test('TD: KVM_GET_LAPIC, KVM_SET_LAPIC and an APIC base write fail with EINVAL; VMX allows them', (t) => {

@@ -61,7 +61,7 @@ test('run --json: exit 0 and the documented shape', async (t) => {
   t.is(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Record<string, unknown>;
   for (const k of ['machine', 'seed', 'workload', 'seconds', 'ok', 'quiescent', 'interrupted', 'totals', 'rate', 'perVcpu', 'perVector', 'counters', 'violations', 'failure', 'events']) t.true(k in j, `missing ${k}`);
-  t.deepEqual(j.machine, { vendor: 'vmx', vcpus: 3, pcpus: 2, ringRecords: 16384, packages: 1 });
+  t.deepEqual(j.machine, { patches: [], vendor: 'vmx', vcpus: 3, pcpus: 2, ringRecords: 16384, packages: 1 });
   t.is(j.seed, 5);
   t.is(j.ok, true);
   const totals = j.totals as { sent: number; delivered: number; coalesced: number; lost: number };
@@ -147,10 +147,11 @@ test('--trace-out writes a msgpack event file that reads back', async (t) => {
 test('list --json: every scenario with id, title, seed, variants, invariants', async (t) => {
   const r = await hvemu(['list', '--json']);
   t.is(r.code, 0, r.stderr);
-  const rows = JSON.parse(r.stdout) as { id: string; title: string; seed: string; variants: string[]; invariants: string[] }[];
+  const rows = JSON.parse(r.stdout) as { id: string; title: string; seed: string; variants: { name: string; expected: string; patch: string | null; reverts: unknown[]; kernel: string | null }[]; invariants: string[] }[];
   const savic = rows.find((x) => x.id === 'savic-requested-irr');
   t.truthy(savic);
-  t.deepEqual(savic?.variants, ['buggy', 'fixed']);
+  t.deepEqual(savic?.variants.map((v) => v.name), ['buggy', 'fixed']);
+  t.deepEqual(savic?.variants.map((v) => v.expected), ['fails', 'holds']);
   t.regex(savic?.seed ?? '', /^003_/);
   for (const row of rows) t.true(row.variants.length >= 2 && row.invariants.length >= 1 && row.title.length > 0);
 });

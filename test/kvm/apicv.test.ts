@@ -23,6 +23,7 @@ import { KVM_REQ_APICV_UPDATE, KVM_REQ_EVENT } from '../../src/kvm/requests.js';
 import type { KvmCtx } from '../../src/kvm/x86-ops.js';
 import { Machine } from '../../src/runtime/machine.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
+import { NO_PATCHES } from '../../src/kvm/patches.js';
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -48,7 +49,7 @@ function ctxOn(vcpus = 2): KvmCtx {
   const mem = createMachineMemory({ vcpus, pcpus: 1 });
   const acc = new Access(mem, { actor: mem.layout.mainActor, name: 'main' });
   initMachineState(acc, vendorModule('vmx'));
-  return { acc, L: mem.layout, nrVcpus: vcpus, ops: vmxX86Ops, stats: new ActorStats(acc, vcpus), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0 };
+  return { acc, L: mem.layout, nrVcpus: vcpus, ops: vmxX86Ops, stats: new ActorStats(acc, vcpus), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0, patches: NO_PATCHES };
 }
 
 test('set: the request goes to every vCPU, then the mask is published; the vCPU deactivates with KVM_REQ_EVENT', (t) => {

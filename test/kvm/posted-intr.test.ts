@@ -22,6 +22,7 @@ import { KVM_REQ_EVENT } from '../../src/kvm/requests.js';
 import { ExitReason, type KvmCtx } from '../../src/kvm/x86-ops.js';
 import { ScriptGuest, TIMER_VECTOR } from '../../src/guest/programs.js';
 import { kvmSetLapicTscdeadlineMsr } from '../../src/kvm/lapic-timer.js';
+import { NO_PATCHES } from '../../src/kvm/patches.js';
 
 function machine(vcpus = 2, pcpus = 2): MachineMemory {
   const mem = createMachineMemory({ vcpus, pcpus });
@@ -31,7 +32,7 @@ function machine(vcpus = 2, pcpus = 2): MachineMemory {
 
 function ctx(mem: MachineMemory, actor: number, runningVcpu: number, cpu: number): KvmCtx {
   const acc = new Access(mem, { actor, name: `a${actor}` });
-  return { acc, L: mem.layout, nrVcpus: mem.layout.config.vcpus, ops: vmxX86Ops, stats: new ActorStats(acc, mem.layout.config.vcpus), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu, cpu, needResched: () => false, clockUs: () => 1 };
+  return { acc, L: mem.layout, nrVcpus: mem.layout.config.vcpus, ops: vmxX86Ops, stats: new ActorStats(acc, mem.layout.config.vcpus), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu, cpu, needResched: () => false, clockUs: () => 1, patches: NO_PATCHES };
 }
 
 const bit = (vector: number) => 1 << (vector - 0xe0);

@@ -10,7 +10,7 @@ import { runRace } from '../../src/scenarios/runner.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
 import { apicvPostedNotLost, type ApicvPirRound } from '../../src/invariants/apicv.js';
-import { kvmApicUpdateIrrPending, vtdPostInterrupt } from '../../src/scenarios/apicv-deactivate-pir/scenario.js';
+import { vtdPostInterrupt } from '../../src/scenarios/apicv-deactivate-pir/scenario.js';
 import { Access, createMachineMemory } from '../../src/mem/access.js';
 import { PCPU, PID, VCPU } from '../../src/mem/layout.js';
 import { ActorStats } from '../../src/kvm/stats.js';
@@ -22,6 +22,7 @@ import { initMachineState } from '../../src/runtime/vm-init.js';
 import { apicFindHighestIrr } from '../../src/apic/index.js';
 import { POSTED_INTR_VECTOR, FIRST_SYSTEM_VECTOR_WORD } from '../../src/kvm/kick.js';
 import type { KvmCtx } from '../../src/kvm/x86-ops.js';
+import { NO_PATCHES } from '../../src/kvm/patches.js';
 
 const ID = 'apicv-deactivate-pir';
 
@@ -77,7 +78,7 @@ function ctx(): KvmCtx {
   const mem = createMachineMemory({ vcpus: 1, pcpus: 1 });
   const acc = new Access(mem, { actor: mem.layout.mainActor, name: 'main' });
   initMachineState(acc, vendorModule('vmx'));
-  return { acc, L: mem.layout, nrVcpus: 1, ops: vmxX86Ops, stats: new ActorStats(acc, 1), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0 };
+  return { acc, L: mem.layout, nrVcpus: 1, ops: vmxX86Ops, stats: new ActorStats(acc, 1), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0, patches: NO_PATCHES };
 }
 
 test('the device posts like VT-d: PIR, ON, one notification to NDST; a second post while ON is set sends none; SN suppresses it', (t) => {
@@ -98,19 +99,19 @@ test('the device posts like VT-d: PIR, ON, one notification to NDST; a second po
   t.is(acc.peek(L.pcpu(0, PCPU.HOST_IRR_SYS)), 0, 'SN: no notification');
 });
 
-test('without APICv, a PIR sync followed by the irr_pending completion leaves the vector visible to injection', (t) => {
+test('without APICv, the PIR sync raises irr_pending (kvm_apic_update_irr), so injection sees the vector', (t) => {
   const k = ctx();
   const { acc, L } = k;
   acc.poke(L.vcpu(0, VCPU.APICV_ACTIVE), 0);
   acc.poke(L.vcpu(0, VCPU.IRR_PENDING), 0); // everything injected so far: the hint is clear
   vtdPostInterrupt(k, 0, 0x51);
   vmxSyncPirToIrr(k, 0);
-  kvmApicUpdateIrrPending(k, 0);
   t.is(acc.peek(L.vcpu(0, VCPU.IRR_PENDING)), 1);
   t.is(apicFindHighestIrr(acc, 0), 0x51);
   // Nothing in the IRR: the hint is left alone.
   const e = ctx();
+  e.acc.poke(e.L.vcpu(0, VCPU.APICV_ACTIVE), 0);
   e.acc.poke(e.L.vcpu(0, VCPU.IRR_PENDING), 0);
-  kvmApicUpdateIrrPending(e, 0);
+  vmxSyncPirToIrr(e, 0);
   t.is(e.acc.peek(e.L.vcpu(0, VCPU.IRR_PENDING)), 0);
 });

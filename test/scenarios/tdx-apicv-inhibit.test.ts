@@ -21,6 +21,7 @@ import { initMachineState } from '../../src/runtime/vm-init.js';
 import { kvmVmBugged } from '../../src/kvm/vm-bug.js';
 import type { KvmCtx } from '../../src/kvm/x86-ops.js';
 import type { EmuError } from '../../src/errors.js';
+import { NO_PATCHES } from '../../src/kvm/patches.js';
 
 const ID = 'tdx-apicv-inhibit';
 
@@ -103,7 +104,7 @@ test('KVM_RUN on a TD vCPU of a bugged VM fails with -EIO before entering', (t) 
   const mem = createMachineMemory({ vcpus: 2, pcpus: 2 });
   const acc = new Access(mem, { actor: mem.layout.mainActor, name: 'main' });
   initMachineState(acc, vendorModule('tdx'));
-  const k: KvmCtx = { acc, L: mem.layout, nrVcpus: 2, ops: tdxX86Ops, stats: new ActorStats(acc, 2), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0 };
+  const k: KvmCtx = { acc, L: mem.layout, nrVcpus: 2, ops: tdxX86Ops, stats: new ActorStats(acc, 2), trace: new Tracer(acc, false, sharedClockMs()), runningVcpu: -1, cpu: -1, needResched: () => false, clockUs: () => 0, patches: NO_PATCHES };
   kvmVmBugged(k, 'test');
   let entered = false;
   const e = t.throws(() =>

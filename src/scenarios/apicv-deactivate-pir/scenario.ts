@@ -21,20 +21,19 @@
  *   fixed:  if (lapic enabled) sync_pir_to_irr -> vIRR, KVM_REQ_EVENT -> inject v at next entry
  *
  * The entry path is the emulator's own vcpu_enter_guest (src/kvm/x86.ts) over the VMX vendor ops;
- * the buggy variant puts the pre-fix apicv_active guard in front of the vendor's sync_pir_to_irr,
- * which is where the fix removed it (the entry sync and the fastpath re-entry sync).
+ * the buggy variant is the patch `kvm-sync-pir-only-with-apicv` (kvm/x86.ts), which puts the
+ * pre-fix apicv_active guard back in front of sync_pir_to_irr where 37c4dbf337c5 removed it (the
+ * entry sync and the fastpath re-entry sync).
  */
 import { APIC_IRR, APIC_ISR } from '../../mem/apicdef.js';
 import { PID, VCPU, VM, planScratch, vecPos, vecWord, type Addr, type Layout, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
-import { apicFindHighestIrr, apicSearchIrr } from '../../apic/index.js';
 import { APICV_INHIBIT_REASON_BLOCKIRQ, kvmSetOrClearApicvInhibit } from '../../kvm/apicv.js';
 import { apicSendIpiHost } from '../../kvm/kick.js';
 import { kvmRequestPending } from '../../kvm/requests.js';
-import { vcpuEnterGuest } from '../../kvm/x86.js';
+import { PATCH_SYNC_PIR_ONLY_WITH_APICV, vcpuEnterGuest } from '../../kvm/x86.js';
 import type { KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
 import { vmxX86Ops } from '../../kvm/vmx/vmx.js';
-import { vmxSyncPirToIrr } from '../../kvm/vmx/posted-intr.js';
 import { piNv, piTestAndSetOn, piTestAndSetPir, piTestSn } from '../../hw/vmx/pi-desc.js';
 import { apicvPostedNotLost, type ApicvPirRound } from '../../invariants/apicv.js';
 import type { Violation } from '../../invariants/checks.js';
@@ -90,39 +89,13 @@ export function vtdPostInterrupt(k: KvmCtx, v: VcpuId, vector: number): boolean 
 }
 
 /**
- * The irr_pending half of kvm_apic_update_irr: without APICv, IRR bits the PIR sync added must
- * raise the irr_pending hint, or apic_find_highest_irr() keeps returning -1 and the vector is
- * never injected. kvm/lapic-pir.ts kvmApicUpdateIrr moves the bits but leaves the hint alone (the
- * state before "KVM: x86: VMX: set irr_pending in kvm_apic_update_irr", Maxim Levitsky, 2023);
- * this completes it after every sync with APICv inactive, in every variant. Setting the hint
- * whenever the IRR is non-empty keeps the invariant the kernel maintains (no APICv ⇒
- * irr_pending ∨ IRR empty).
- * @kvm arch/x86/kvm/lapic.c kvm_apic_update_irr (`if (!apic->apicv_active && irr_updated) apic->irr_pending = true`)
- */
-export function kvmApicUpdateIrrPending(k: KvmCtx, v: VcpuId): void {
-  if (apicSearchIrr(k.acc, v) !== -1) k.acc.writeOnce(k.L.vcpu(v, VCPU.IRR_PENDING), 1, 'apic:irr-pending-set');
-}
-
-/**
- * The VMX vendor operations of this scenario: VMX's own, with (buggy) the pre-fix guard in front
- * of sync_pir_to_irr, and an entry counter at VM-entry.
+ * The VMX vendor operations of this scenario: VMX's own, with an entry counter at VM-entry (the
+ * scenario's bookkeeping; the buggy variant is the patch PATCH_SYNC_PIR_ONLY_WITH_APICV on
+ * kvm/x86.ts vcpu_enter_guest).
  */
 function scenarioOps(p: ScenarioParams): KvmX86Ops {
-  const buggy = p.variant.buggy;
   return {
     ...vmxX86Ops,
-    syncPirToIrr(k, v) {
-      const active = k.acc.readOnce(k.L.vcpu(v, VCPU.APICV_ACTIVE), 'apicv:active-read') !== 0;
-      if (buggy && !active) {
-        // BUG (deliberate): pre-fix vcpu_enter_guest — `if (kvm_lapic_enabled(vcpu) &&
-        // kvm_vcpu_apicv_active(vcpu)) sync_pir_to_irr(vcpu)`: with APICv inactive the PIR is not
-        // looked at, so what the device posts stays there with ON set.
-        return apicFindHighestIrr(k.acc, v);
-      }
-      const maxIrr = vmxSyncPirToIrr(k, v);
-      if (!active) kvmApicUpdateIrrPending(k, v);
-      return maxIrr;
-    },
     vcpuRun(k, v, guest, maxSteps) {
       // Bookkeeping at the VM-entry commit: entries, and those with APICv inactive.
       const { acc } = k;
@@ -229,8 +202,8 @@ export const apicvDeactivatePir: ScenarioDef = {
   title: 'A device keeps posting interrupts while an inhibit deactivates APICv: the PIR must still be synced at entry',
   seedFile: '000_12335ea9bf6ce8f5.txt',
   variants: [
-    { name: 'buggy', buggy: true, differs: 'vcpu_enter_guest syncs the PIR only while APICv is active (pre-fix `if (kvm_lapic_enabled(vcpu) && kvm_vcpu_apicv_active(vcpu)) sync_pir_to_irr`)' },
-    { name: 'fixed', buggy: false, differs: '' },
+    { name: 'buggy', buggy: true, differs: 'vcpu_enter_guest syncs the PIR only while APICv is active (pre-fix `if (kvm_lapic_enabled(vcpu) && kvm_vcpu_apicv_active(vcpu)) sync_pir_to_irr`)', patches: [PATCH_SYNC_PIR_ONLY_WITH_APICV] },
+    { name: 'fixed', buggy: false, differs: '', kernel: 'v5.16 and later' },
   ],
   invariants: [{ name: 'apicvPostedNotLost', description: 'at the end of a round, APICv still inhibited, every vector the device posted reached the guest (a missing one is reported where it sits, e.g. PIR with ON=1)' }],
   widen: { probability: 0.3, maxSpins: 400, points: ['apicv:', 'pi:pir-', 'pi:on-', 'vcpu:mode-', 'vmx:inject'] },
