@@ -3,7 +3,8 @@
  * IA32_APIC_BASE MSR, with the protected-APIC rules of TDX (and, later, Secure AVIC).
  */
 import { VCPU, type VcpuId } from '../mem/layout.js';
-import { APIC_PAGE_BYTES, MSR_IA32_APICBASE } from '../mem/apicdef.js';
+import { APIC_PAGE_BYTES, MSR_IA32_APICBASE, X2APIC_ENABLE } from '../mem/apicdef.js';
+import { kvmMakeRequest, KVM_REQ_APICV_UPDATE } from './requests.js';
 import { EmuError } from '../errors.js';
 import type { KvmCtx } from './x86-ops.js';
 
@@ -39,5 +40,17 @@ export function kvmVcpuIoctlSetLapic(ctx: KvmCtx, v: VcpuId, regs: Int32Array): 
  */
 export function kvmSetApicBase(ctx: KvmCtx, v: VcpuId, value: number): void {
   if (ctx.ops.protectedApic) throw einval(`WRMSR 0x${MSR_IA32_APICBASE.toString(16)} (APIC base)`, v);
-  ctx.acc.writeOnce(ctx.L.vcpu(v, VCPU.APIC_BASE), value | 0, 'ioctl:apic-base');
+  kvmLapicSetBase(ctx, v, value);
+}
+
+/**
+ * Update IA32_APIC_BASE; a change of the x2APIC enable bit asks the vCPU for an APICv update
+ * before its next entry (where, under hybrid AVIC, x2APIC deletes the APIC-access memslot).
+ * @kvm arch/x86/kvm/lapic.c kvm_lapic_set_base (kvm_make_request(KVM_REQ_APICV_UPDATE) on a mode change)
+ */
+export function kvmLapicSetBase(ctx: KvmCtx, v: VcpuId, value: number): void {
+  const a = ctx.L.vcpu(v, VCPU.APIC_BASE);
+  const old = ctx.acc.readOnce(a, 'lapic:apic-base-read');
+  ctx.acc.writeOnce(a, value | 0, 'lapic:apic-base-write');
+  if (((old ^ value) & X2APIC_ENABLE) !== 0) kvmMakeRequest(ctx.acc, v, KVM_REQ_APICV_UPDATE);
 }

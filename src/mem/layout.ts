@@ -71,8 +71,17 @@ export const VM = {
   STOP_REQUEST: 12,
   /** kvm->vm_bugged: set by KVM_BUG_ON; every vCPU exits and the VM never runs again. */
   VM_BUGGED: 13,
+  /** kvm->arch.apic_access_memslot_enabled (word 0) and _inhibited (word 1). */
+  APIC_ACCESS_MEMSLOT: 14,
+  /** kvm->memslots[0]: index (0 or 1) of the published memslots generation. */
+  MEMSLOTS: 15,
+  /** The two memslots generations (MEMSLOTS_GEN words each), one line apiece. */
+  MEMSLOTS_GEN0: 16,
+  MEMSLOTS_GEN1: 17,
+  /** Memslot update tracepoint (count, then one word per update; two lines). */
+  MEMSLOT_LOG: 18,
 } as const;
-const VM_LINES = 14;
+const VM_LINES = 20;
 
 /** Values of {@link VM.RUN_STATE}. */
 export const RunState = { INIT: 0, RUNNING: 1, DRAINING: 2, STOP: 3 } as const;

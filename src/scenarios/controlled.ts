@@ -6,6 +6,7 @@
  * is a function of its parameters, so a failing one is printed as a replay token that reproduces
  * the same violation, in the same round, with the same trace digest, on any host, under any load.
  */
+import { deadlockViolation } from '../invariants/deadlock.js';
 import { RunState, VM } from '../mem/layout.js';
 import { Access, createMachineMemory, type MachineMemory } from '../mem/access.js';
 import { abortControl, controlSteps, createControlBlock, describeControl, nextDfsPrefix, readControlSummary, type ControlSummary, type StrategyName } from '../mem/controlled.js';
@@ -222,8 +223,9 @@ export async function runExecution(def: ScenarioDef, params: ScenarioParams, spe
   if (notReady) {
     failure = { code: 'EMU_ERR_DEADLINE', message: notReady, stuck: stuckRoles(main, roles, results) };
   } else if (root?.error?.code === 'EMU_ERR_DEADLINE') {
-    // A deadlock is a finding: every actor's report (on the logical clock, so it is the same every run).
-    const v: Violation = { invariant: 'noDeadlock', message: failures.map((r) => r.error?.message ?? r.name).join('; ') };
+    // A deadlock is a finding: the wait-for cycle (or every actor's report), on the logical clock,
+    // so it is the same every run.
+    const v: Violation = deadlockViolation(failures);
     first = { iteration: main.peek(L.vm(VM.ITERATIONS)), elapsedMs, invariant: v.invariant, detail: v.message, violations: [v] };
   } else if (hung) {
     failure = { code: 'EMU_ERR_DEADLINE', message: `no scheduling decision for ${watchdogMs / 1000} s of wall-clock time (a hang in the controlled runtime): ${hangState}`, stuck };

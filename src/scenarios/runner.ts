@@ -3,6 +3,7 @@
  * per role on the warm pool, open the gate, stop at the first violation or when the budget ends
  * (or on `signal`), and report.
  */
+import { deadlockViolation } from '../invariants/deadlock.js';
 import { ACTOR, ActorStatus, RING, RunState, VM, describeAddr } from '../mem/layout.js';
 import { Access, EV_ACCESS, createMachineMemory, type WidenConfig } from '../mem/access.js';
 import { RingReader, type RawRecord } from '../mem/ring.js';
@@ -195,9 +196,9 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
   const f = lead?.first ?? null;
   let first: FirstViolation | null = f && f.violations[0] ? { iteration: f.iteration, elapsedMs: f.elapsedMs, invariant: f.violations[0].invariant, detail: f.violations[0].message, violations: f.violations } : null;
   if (root?.error?.code === 'EMU_ERR_DEADLINE' || (!root && stuck.length > 0)) {
-    // A deadlock is a finding, not a crash: every stuck actor and what it waited on.
-    const waits = failures.map((r) => r.error?.message ?? r.name).concat(stuck.map((x) => `${x.actor} (${x.status}) waiting on ${x.waitingOn}`));
-    const v: Violation = { invariant: 'noDeadlock', message: waits.join('; ') };
+    // A deadlock is a finding, not a crash: the wait-for cycle when there is one (the ABBA), else
+    // every stuck actor and what it waited on.
+    const v: Violation = deadlockViolation(failures, stuck.map((x) => `${x.actor} (${x.status}) waiting on ${x.waitingOn}`));
     first = { iteration: main.peek(L.vm(VM.ITERATIONS)), elapsedMs, invariant: v.invariant, detail: v.message, violations: [v] };
   } else if (root?.error) {
     const e = fromWire(root.error);

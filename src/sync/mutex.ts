@@ -76,7 +76,10 @@ export function mutexLock(acc: Access, addr: Addr, what = DEFAULT_WHAT, deadline
   }
   let c = acc.xchg(addr, MutexState.CONTENDED, lbl);
   while (c !== MutexState.UNLOCKED) {
-    waitWhileEqual(acc, addr, MutexState.CONTENDED, lbl, `${what} held by ${ownerLabel(acc.layout, acc.peek(ownerAddr))}`, deadlineMs);
+    waitWhileEqual(acc, addr, MutexState.CONTENDED, lbl, `${what} held by ${ownerLabel(acc.layout, acc.peek(ownerAddr))}`, deadlineMs, () => {
+      const o = acc.peek(ownerAddr);
+      return o === 0 ? [] : [ownerLabel(acc.layout, o)];
+    });
     c = acc.xchg(addr, MutexState.CONTENDED, lbl);
   }
   setOwner(acc, addr, lbl);

@@ -128,6 +128,12 @@ export function srcuGpSeq(acc: Access, s: SrcuStruct): number {
   return acc.readOnce(wordAt(s.hdr, SRCU_HDR.GP_SEQ), 'srcu:gp-seq');
 }
 
+function readersOf(acc: Access, s: SrcuStruct, idx: number): string[] {
+  const names: string[] = [];
+  for (let a = 0; a < s.actors; a++) if (srcuHeldBy(acc, s, a, idx) !== 0) names.push(actorLabel(acc.layout, a));
+  return names;
+}
+
 function holdersOf(acc: Access, s: SrcuStruct, idx: number): string {
   const names: string[] = [];
   for (let a = 0; a < s.actors; a++) {
@@ -143,7 +149,7 @@ function selfDeadlockError(acc: Access, s: SrcuStruct, idx: number): EmuError {
     'EMU_ERR_DEADLINE',
     `${acc.name}: ${what} would wait forever: ${acc.name} itself holds an SRCU read lock on idx ${idx} of ${nameOf(s)} ` +
       `(lockdep: Illegal synchronize_srcu() in same-type SRCU read-side critical section)`,
-    { actor: acc.name, detail: { what, idx, selfDeadlock: true } },
+    { actor: acc.name, detail: { what, idx, selfDeadlock: true, waitsFor: [acc.name] } },
   );
 }
 
@@ -156,6 +162,7 @@ function waitIdle(acc: Access, s: SrcuStruct, idx: number, phase: string, deadli
     () => srcuReadersIdx(acc, s, idx) === 0,
     () => `synchronize_srcu(${nameOf(s)}) waiting for readers of idx ${idx} (${phase}); readers inside: ${holdersOf(acc, s, idx)}`,
     deadlineMs,
+    () => readersOf(acc, s, idx),
   );
 }
 

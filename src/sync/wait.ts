@@ -50,8 +50,8 @@ export function resetWaitStats(): void {
  * Thrown when the run was aborted while an actor waited.
  * @kvm include/linux/sched/signal.h fatal_signal_pending (a killed task leaves its wait)
  */
-export function abortedError(acc: Access, what: string): EmuError {
-  return new EmuError('EMU_ERR_ABORTED', `${acc.name}: run aborted while waiting for ${what}`, { actor: acc.name, detail: { what } });
+export function abortedError(acc: Access, what: string, waitsFor?: () => string[]): EmuError {
+  return new EmuError('EMU_ERR_ABORTED', `${acc.name}: run aborted while waiting for ${what}`, { actor: acc.name, detail: { what, ...(waitsFor ? { waitsFor: waitsFor() } : {}) } });
 }
 
 /**
@@ -81,20 +81,22 @@ function endWait(acc: Access, prevStatus: number): void {
 /**
  * Sleep until *addr != expected (re-checked by the caller), or throw:
  * EMU_ERR_DEADLINE after `deadlineMs` (default: the actor's), EMU_ERR_ABORTED if the run aborts.
- * `what` names the thing waited for in the report ("slots_lock held by vcpu2").
+ * `what` names the thing waited for in the report ("slots_lock held by vcpu2"); `waitsFor`, if
+ * given, names the actors whose progress would end the wait (the report's wait-for edges, from
+ * which a deadlock finding names its cycle).
  * @kvm kernel/futex/waitwake.c futex_wait (bounded like kernel/hung_task.c check_hung_task)
  */
-export function waitWhileEqual(acc: Access, addr: Addr, expected: number, label: RacePoint, what: string, deadlineMs = acc.deadlineMs): void {
+export function waitWhileEqual(acc: Access, addr: Addr, expected: number, label: RacePoint, what: string, deadlineMs = acc.deadlineMs, waitsFor?: () => string[]): void {
   const start = acc.now();
   const prevStatus = publishWait(acc, label, addr);
   try {
     for (;;) {
-      if (runAborted(acc)) throw abortedError(acc, what);
+      if (runAborted(acc)) throw abortedError(acc, what, waitsFor);
       const left = deadlineMs - (acc.now() - start);
       if (left <= 0) {
         throw new EmuError('EMU_ERR_DEADLINE', `${acc.name} stuck for ${deadlineMs} ms waiting for ${what} (at ${label}, word ${addr} == ${expected})`, {
           actor: acc.name,
-          detail: { what, label, addr, expected },
+          detail: { what, label, addr, expected, ...(waitsFor ? { waitsFor: waitsFor() } : {}) },
         });
       }
       waitStats.sleeps++;
@@ -136,7 +138,7 @@ const POLL_MIN_SLEEP_MS = 0.05;
  * `addr` only provides something to sleep on; a change of it ends a sleep early.
  * @kvm kernel/rcu/srcutree.c srcu_advance_state → try_check_zero polling with srcu_get_delay backoff
  */
-export function pollUntil(acc: Access, addr: Addr, label: RacePoint, done: () => boolean, what: () => string, deadlineMs = acc.deadlineMs): void {
+export function pollUntil(acc: Access, addr: Addr, label: RacePoint, done: () => boolean, what: () => string, deadlineMs = acc.deadlineMs, waitsFor?: () => string[]): void {
   if (done()) return;
   const start = acc.now();
   const prevStatus = publishWait(acc, label, addr);
@@ -147,13 +149,13 @@ export function pollUntil(acc: Access, addr: Addr, label: RacePoint, done: () =>
     }
     let sleepMs = POLL_MIN_SLEEP_MS;
     for (;;) {
-      if (runAborted(acc)) throw abortedError(acc, what());
+      if (runAborted(acc)) throw abortedError(acc, what(), waitsFor);
       const left = deadlineMs - (acc.now() - start);
       if (left <= 0) {
         const w = what();
         throw new EmuError('EMU_ERR_DEADLINE', `${acc.name} stuck for ${deadlineMs} ms waiting for ${w} (at ${label})`, {
           actor: acc.name,
-          detail: { what: w, label, addr },
+          detail: { what: w, label, addr, ...(waitsFor ? { waitsFor: waitsFor() } : {}) },
         });
       }
       waitStats.polls++;

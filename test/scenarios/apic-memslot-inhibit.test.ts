@@ -7,6 +7,7 @@
  */
 import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
+import { runControlledRace } from '../../src/scenarios/controlled.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
 import { memslotDisabledImpliesGone, memslotInhibitSticky, type MemslotLookup, type MemslotRound } from '../../src/invariants/memslot.js';
@@ -38,6 +39,18 @@ test.serial('buggy-srcu-held: synchronize_srcu under the vCPU\'s own read lock i
   // Lock holders and SRCU readers are named by the scenario's roles, not by layout slots.
   t.notRegex(r.first?.detail ?? '', /extra\d/);
   for (const m of (r.first?.detail ?? '').matchAll(/held by ([\w-]+)/g)) t.regex(m[1]!, /^(vcpu\d|vmm)$/);
+});
+
+test.serial('buggy-srcu-held in controlled mode: MS-1 is reported as the self-deadlock and MS-2 as the ABBA it is, each with its cycle', async (t) => {
+  // Seeds whose first schedule is MS-1 (seed 1: a vCPU wins slots_lock and synchronizes under its
+  // own read lock) and MS-2 (seed 2: the VMM holds slots_lock in synchronize_srcu, waiting for a
+  // vCPU that holds kvm->srcu and waits for slots_lock). Controlled mode: the same every run.
+  const ms1 = await runControlledRace(ID, { variant: 'buggy-srcu-held', seed: 1, schedules: 1 });
+  t.is(ms1.first?.invariant, 'noDeadlock');
+  t.regex(ms1.first?.detail ?? '', /^self-deadlock: (vcpu\d) → \1: \1 waits for synchronize_srcu\(kvm->srcu\)/);
+  const ms2 = await runControlledRace(ID, { variant: 'buggy-srcu-held', seed: 2, schedules: 1 });
+  t.is(ms2.first?.invariant, 'noDeadlock');
+  t.regex(ms2.first?.detail ?? '', /^ABBA deadlock: (vcpu\d) → vmm → \1: \1 waits for slots_lock held by vmm; vmm waits for synchronize_srcu\(kvm->srcu\).*readers inside: .*\1/);
 });
 
 for (const vcpus of [2, 3, 5]) {
