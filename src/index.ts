@@ -35,7 +35,12 @@ export type { MachineMemory, AccessOptions, WidenConfig, RacePoint } from './mem
 export { fnv1a as racePointId } from './util/prng.js';
 
 /** The race catalogue and running a race from a script (free mode: real threads). */
-export { SCENARIOS, findScenario } from './scenarios/index.js';
+export { SCENARIOS, findScenario, registerScenario } from './scenarios/index.js';
+/** Bugs as patches: a catalogue variant's patches for any run (`Machine.create({ patches: bugPatches('pi-wakeup-block:buggy') })`). */
+export { bugPatches, variantInfo } from './scenarios/bugs.js';
+export type { VariantInfo } from './scenarios/bugs.js';
+export { definePatch, findPatch, allPatches, PatchSet, NO_PATCHES } from './kvm/patches.js';
+export type { KernelPatch, PatchOrigin } from './kvm/patches.js';
 export { runRace, resolveRace } from './scenarios/runner.js';
 export type { RaceOptions, RaceResult, FirstViolation } from './scenarios/runner.js';
 export type { ScenarioDef, ScenarioVariant, ScenarioParams, ScenarioCtx } from './scenarios/define.js';
@@ -47,5 +52,9 @@ export type { ControlConfig, ControlSummary } from './mem/controlled.js';
 
 export * as apic from './apic/index.js';
 export * as sync from './sync/index.js';
+/** Generic KVM: vcpu_enter_guest, requests, kick/wake, IRQ delivery, APICv inhibits, memslots, patches. */
+export * as kvm from './kvm/index.js';
+/** The pure invariant checkers and the accounting. */
+export * as invariants from './invariants/index.js';
 export { EmuError } from './errors.js';
 export type { EmuErrorCode, WireError } from './errors.js';

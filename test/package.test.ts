@@ -36,4 +36,9 @@ test.serial('npm pack: the tarball installs into a fresh project and README\'s e
   t.regex(storm.stdout, /every interrupt accounted for/);
   const ctl = await run(process.execPath, [join(dir, '02-controlled-race.js')], { cwd: dir, timeout: 120_000 });
   t.regex(ctl.stdout, /replayed: same round, invariant and trace digest/);
+  // A scenario of the user's own (README's example), loaded by the worker threads from the
+  // consumer's module: the buggy patch breaks the invariant, the fixed code holds.
+  const own = await run(process.execPath, [join(dir, '03-own-scenario.js')], { cwd: dir, timeout: 180_000 });
+  t.regex(own.stdout, /^buggy: apicSlotStaysDeleted broken/m);
+  t.regex(own.stdout, /^fixed: held over 40 schedules/m);
 });

@@ -6,6 +6,7 @@
  * is a function of its parameters, so a failing one is printed as a replay token that reproduces
  * the same violation, in the same round, with the same trace digest, on any host, under any load.
  */
+import { loadScenario } from './index.js';
 import { deadlockViolation } from '../invariants/deadlock.js';
 import { RunState, VM } from '../mem/layout.js';
 import { Access, createMachineMemory, type MachineMemory } from '../mem/access.js';
@@ -53,6 +54,8 @@ export interface ControlledRaceOptions {
 /** Everything needed to run one execution again. */
 export interface ReplaySpec {
   scenario: string;
+  /** A user's scenario: the module that exports it (ScenarioDef.module). */
+  module?: string;
   variant: string;
   vcpus: number;
   /** Rounds of the execution. */
@@ -167,6 +170,7 @@ export async function runExecution(def: ScenarioDef, params: ScenarioParams, spe
   const results: (ScenarioTaskResult | undefined)[] = roles.map(() => undefined);
   const promises = roles.map((role, index) => {
     const task: ScenarioTask = { kind: 'scenario', sab: mem.sab, layout: layoutCfg, scenario: def.id, variant: params.variant.name, vcpus: params.vcpus, seed: params.seed, index, name: role, deadlineMs: spec.deadlineMs, epochMs, trace: false, maxIterations: spec.iterations, control };
+    if (def.module) task.module = def.module;
     return pool.runScenario<ScenarioTask, ScenarioTaskResult>(task).then(
       (r) => (results[index] = r),
       (err: unknown) => (results[index] = { name: role, ok: false, error: { code: 'EMU_ERR_ACTOR_CRASHED', message: `${role}: worker crashed: ${err instanceof Error ? err.message : String(err)}`, actor: role } }),
@@ -251,7 +255,7 @@ function guaranteeOf(strategy: StrategyName, depth: number, n: number, k: number
 }
 
 /** Validate controlled options (EMU_ERR_BAD_PARAM naming the parameter). @emulator */
-export function resolveControlled(id: string, o: ControlledRaceOptions) {
+export function resolveControlled(id: string | ScenarioDef, o: ControlledRaceOptions) {
   const base = resolveRace(id, { ...(o.variant === undefined ? {} : { variant: o.variant }), iterations: o.iterations ?? 2, ...(o.seed === undefined ? {} : { seed: o.seed }), ...(o.vcpus === undefined ? {} : { vcpus: o.vcpus }) });
   const strategy = o.strategy ?? 'random';
   if (!['pct', 'random', 'dfs'].includes(strategy)) throw badParam('strategy', `"${String(strategy)}" is not one of pct, random, dfs`);
@@ -270,7 +274,7 @@ export function resolveControlled(id: string, o: ControlledRaceOptions) {
  * Search a scenario's schedules in controlled mode until one breaks an invariant (or deadlocks),
  * or the budget ends. Rejects only for bad options. @emulator
  */
-export async function runControlledRace(id: string, o: ControlledRaceOptions = {}): Promise<ControlledRaceResult> {
+export async function runControlledRace(id: string | ScenarioDef, o: ControlledRaceOptions = {}): Promise<ControlledRaceResult> {
   const r = resolveControlled(id, o);
   const { def, params } = r;
   const pool = o.pool ?? (await sharedPool(def.roles(params).length));
@@ -286,6 +290,7 @@ export async function runControlledRace(id: string, o: ControlledRaceOptions = {
     if (r.seconds !== undefined && performance.now() - t0 >= r.seconds * 1000) break;
     const spec: ReplaySpec = {
       scenario: def.id,
+      ...(def.module ? { module: def.module } : {}),
       variant: params.variant.name,
       vcpus: params.vcpus,
       iterations: r.rounds,
@@ -413,6 +418,7 @@ async function shrink(def: ScenarioDef, params: ScenarioParams, spec: ReplaySpec
  */
 export async function replayRace(token: string, o: { pool?: ActorPool; shrink?: boolean; maxTries?: number } = {}): Promise<ReplayResult> {
   const spec = decodeReplay(token);
+  if (spec.module !== undefined) await loadScenario(spec.scenario, spec.module);
   const { def, params } = resolveRace(spec.scenario, { variant: spec.variant, vcpus: spec.vcpus, seed: spec.seed, iterations: spec.iterations });
   const pool = o.pool ?? (await sharedPool(def.roles(params).length));
   const t0 = performance.now();

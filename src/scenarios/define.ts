@@ -13,7 +13,7 @@ import type { Layout, LayoutConfig } from '../mem/layout.js';
 import type { Prng } from '../util/prng.js';
 import type { Violation } from '../invariants/checks.js';
 import { badParam } from '../errors.js';
-import type { KernelPatch } from '../kvm/patches.js';
+import type { KernelPatch, PatchSet } from '../kvm/patches.js';
 
 /** One variant of a scenario. */
 export interface ScenarioVariant {
@@ -69,6 +69,8 @@ export interface ScenarioCtx {
   readonly roles: readonly string[];
   /** Seeded per actor. */
   readonly prng: Prng;
+  /** The variant's patches (pass to the machine's functions that take a PatchSet). */
+  readonly patches: PatchSet;
 }
 
 /** A scenario of the race catalogue. */
@@ -76,8 +78,13 @@ export interface ScenarioDef {
   /** CLI id, e.g. `savic-requested-irr`. */
   id: string;
   title: string;
-  /** Seed thread file in shared/seeds. */
+  /** Seed thread file in shared/seeds (a scenario of your own: any reference, or ''). */
   seedFile: string;
+  /**
+   * A scenario outside the catalogue: the URL of the ES module that exports this definition
+   * (`import.meta.url`), so that every worker thread can load it (`runRace(def, …)`).
+   */
+  module?: string;
   /** Variants; the first buggy one is the default. */
   variants: readonly ScenarioVariant[];
   invariants: readonly ScenarioInvariant[];

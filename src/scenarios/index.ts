@@ -34,8 +34,43 @@ export const SCENARIOS: readonly ScenarioDef[] = [
   tdxHostState,
 ];
 
+/** Scenarios of the library's users, registered by {@link registerScenario} (per thread). */
+const userScenarios = new Map<string, ScenarioDef>();
+
+/**
+ * Make a scenario of your own runnable by id on this thread: `def.module` must be the URL of the
+ * module that exports it (`import.meta.url`), so worker threads can load it the same way. Its id
+ * must not be a catalogue id. Registering the same definition again is a no-op.
+ * @emulator
+ */
+export function registerScenario(def: ScenarioDef): ScenarioDef {
+  if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(def.id)) throw badParam('scenario', `id "${def.id}" is not kebab-case`);
+  if (SCENARIOS.some((x) => x.id === def.id)) throw badParam('scenario', `"${def.id}" is a catalogue scenario; give yours another id`);
+  if (typeof def.module !== 'string' || !def.module.startsWith('file:')) throw badParam('scenario', `${def.id}: module must be the file: URL of the module that exports the definition (import.meta.url)`);
+  const had = userScenarios.get(def.id);
+  if (had && had.module !== def.module) throw badParam('scenario', `"${def.id}" is already registered from ${had.module}`);
+  userScenarios.set(def.id, def);
+  return def;
+}
+
+/**
+ * On a worker thread: import the module of a user's scenario and register the definition it
+ * exports with id `id` (EMU_ERR_BAD_PARAM if it exports none).
+ * @emulator
+ */
+export async function loadScenario(id: string, module: string): Promise<ScenarioDef> {
+  const have = userScenarios.get(id);
+  if (have) return have;
+  const mod = (await import(module)) as Record<string, unknown>;
+  const def = Object.values(mod).find((x): x is ScenarioDef => typeof x === 'object' && x !== null && (x as ScenarioDef).id === id && typeof (x as ScenarioDef).round === 'function');
+  if (!def) throw badParam('scenario', `${module} exports no scenario with id "${id}"`);
+  return registerScenario({ ...def, module });
+}
+
 /** A scenario by id (EMU_ERR_BAD_PARAM naming the id and the known ones otherwise). @emulator */
 export function findScenario(id: string): ScenarioDef {
+  const user = userScenarios.get(id);
+  if (user) return user;
   // The x86 litmus tests (litmus:SB, ...) run as scenarios too, outside the race catalogue.
   const s = SCENARIOS.find((x) => x.id === id) ?? LITMUS_SCENARIOS.get(id);
   if (!s) throw badParam('scenario', `unknown scenario "${id}" (known: ${SCENARIOS.map((x) => x.id).join(', ')})`);

@@ -11,7 +11,6 @@ import { ActorStats } from '../kvm/stats.js';
 import type { GuestAction, GuestProgram, KvmCtx, KvmX86Ops } from '../kvm/x86-ops.js';
 import { Tracer, sharedClockMs } from '../trace/events.js';
 import type { ScenarioCtx } from './define.js';
-import { PatchSet } from '../kvm/patches.js';
 
 /**
  * A guest that only runs; its handler records every vector it takes in its own 256-bit
@@ -56,7 +55,7 @@ export function scenarioKvmCtx(ctx: ScenarioCtx, ops: (ctx: ScenarioCtx) => KvmX
       cpu: self,
       needResched: () => false,
       clockUs: () => 0,
-      patches: new PatchSet((params.variant.patches ?? []).map((p) => p.id)),
+      patches: ctx.patches,
     };
     kvmCtxs.set(ctx, k);
   }

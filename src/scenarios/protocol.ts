@@ -12,6 +12,8 @@ export interface ScenarioTask {
   sab: SharedArrayBuffer;
   layout: LayoutConfig;
   scenario: string;
+  /** A user's scenario: the module to import on the worker (ScenarioDef.module). */
+  module?: string;
   variant: string;
   vcpus: number;
   seed: number;

@@ -15,7 +15,7 @@ import type { Violation } from '../invariants/checks.js';
 import { sharedPool, type ActorPool } from '../runtime/pool.js';
 import { READY_STALL_MS, waitUntilReady } from '../runtime/ready.js';
 import { checkInt, checkNumber } from '../runtime/config.js';
-import { findScenario } from './index.js';
+import { findScenario, registerScenario } from './index.js';
 import { findVariant, type ScenarioDef, type ScenarioParams } from './define.js';
 import type { ScenarioTask, ScenarioTaskResult } from './protocol.js';
 
@@ -98,8 +98,8 @@ export function stuckRoles(main: Access, roles: readonly string[], results: read
 }
 
 /** Validate a race's options against its scenario. @emulator */
-export function resolveRace(id: string, o: RaceOptions): { def: ScenarioDef; params: ScenarioParams; maxIterations: number; seconds: number | undefined } {
-  const def = findScenario(id);
+export function resolveRace(id: string | ScenarioDef, o: RaceOptions): { def: ScenarioDef; params: ScenarioParams; maxIterations: number; seconds: number | undefined } {
+  const def = typeof id === 'string' ? findScenario(id) : registerScenario(id);
   const variant = findVariant(def, o.variant);
   if (o.iterations !== undefined && o.seconds !== undefined) throw badParam('iterations', 'give either iterations or seconds, not both');
   const maxIterations = o.iterations === undefined ? Number.MAX_SAFE_INTEGER : checkInt('iterations', o.iterations, 1, 1e12);
@@ -111,7 +111,7 @@ export function resolveRace(id: string, o: RaceOptions): { def: ScenarioDef; par
 }
 
 /** Run one race. Rejects only for bad options; actor failures come back in `failure`. @emulator */
-export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResult> {
+export async function runRace(id: string | ScenarioDef, o: RaceOptions = {}): Promise<RaceResult> {
   const { def, params, maxIterations, seconds } = resolveRace(id, o);
   const deadlineMs = checkInt('deadlineMs', o.deadlineMs ?? 10_000, 1, 3_600_000);
   const roles = def.roles(params);
@@ -127,6 +127,7 @@ export async function runRace(id: string, o: RaceOptions = {}): Promise<RaceResu
   const results: (ScenarioTaskResult | undefined)[] = roles.map(() => undefined);
   const promises = roles.map((role, index) => {
     const task: ScenarioTask = { kind: 'scenario', sab: mem.sab, layout: layoutCfg, scenario: def.id, variant: params.variant.name, vcpus: params.vcpus, seed: params.seed, index, name: `${role}`, deadlineMs, epochMs, trace: o.traceFile !== undefined, maxIterations };
+    if (def.module) task.module = def.module;
     if (widen) task.widen = widen;
     return pool.runScenario<ScenarioTask, ScenarioTaskResult>(task).then(
       (r) => (results[index] = r),

@@ -14,9 +14,10 @@ import { waitWhileEqual } from '../sync/wait.js';
 import { Prng, deriveSeed } from '../util/prng.js';
 import { sharedClockMs } from '../trace/events.js';
 import { toWire } from '../errors.js';
-import { findScenario } from './index.js';
+import { findScenario, loadScenario } from './index.js';
 import { findVariant, type ScenarioCtx } from './define.js';
 import type { ScenarioTask, ScenarioTaskResult } from './protocol.js';
+import { PatchSet } from '../kvm/patches.js';
 
 /** Yield to the worker's event loop every this many rounds. */
 const YIELD_EVERY = 64;
@@ -34,11 +35,12 @@ export async function runScenarioTask(task: ScenarioTask): Promise<ScenarioTaskR
   const acc = task.control ? new ControlledAccess(mem, opts, task.control, task.index) : new Access(mem, opts);
   const status = L.actor(acc.actor, ACTOR.STATUS);
   try {
-    const def = findScenario(task.scenario);
+    const def = task.module ? await loadScenario(task.scenario, task.module) : findScenario(task.scenario);
     const variant = findVariant(def, task.variant);
     const params = { variant, vcpus: task.vcpus, seed: task.seed };
     const roles = def.roles(params);
-    const ctx: ScenarioCtx = { acc, L, params, role: roles[task.index]!, index: task.index, roles, prng: new Prng(deriveSeed(task.seed, 1000 + task.index)) };
+    const patches = new PatchSet((variant.patches ?? []).map((p) => p.id));
+    const ctx: ScenarioCtx = { acc, L, params, role: roles[task.index]!, index: task.index, roles, prng: new Prng(deriveSeed(task.seed, 1000 + task.index)), patches };
     acc.poke(status, ActorStatus.READY);
     acc.atomicAdd(L.vm(VM.READY_COUNT), 1, 'runtime:ready');
     waitWhileEqual(acc, L.vm(VM.START_GATE), 0, 'runtime:start-gate', 'the start gate', Math.max(task.deadlineMs, 30_000));
