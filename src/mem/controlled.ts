@@ -29,7 +29,7 @@ import { Access, type AccessOptions, type MachineMemory, type RacePoint, type Wa
 import type { Addr } from './layout.js';
 import { EmuError } from '../errors.js';
 import { fnv1a } from '../util/prng.js';
-import { CB, Entity, STRATEGY_IDS, actorWord, chooseNext, unpackDecision, xorshift, type Decision, type StrategyName } from './schedule.js';
+import { markSpinning, CB, Entity, STRATEGY_IDS, actorWord, chooseNext, unpackDecision, xorshift, type Decision, type StrategyName } from './schedule.js';
 
 export { CB, STRATEGY_IDS, nextDfsPrefix, type Decision, type StrategyName } from './schedule.js';
 
@@ -108,10 +108,10 @@ function initStrategy(c: Int32Array): void {
     [perm[i], perm[j]] = [perm[j]!, perm[i]!];
   }
   for (let e = 0; e < 2 * n; e++) c[CB.pri(e)] = d + 1 + perm[e]!;
-  // Every other execution keeps stores buffered as long as anyone can run (drains at priority 0:
-  // below every actor, above only actors that yielded while spinning), so store-buffering
+  // Every other execution keeps stores buffered as long as any actor makes progress (a drain
+  // runs only when every enabled actor spins, waiting for a store to show), so store-buffering
   // outcomes need no extra change point; the others drain at random priorities.
-  if (rnd() & 1) for (let a = 0; a < n; a++) c[CB.pri(n + a)] = 0;
+  c[CB.PCT_DRAINS_LAST] = rnd() & 1;
   const k = c[CB.PCT_K]!;
   for (let i = 0; i < Math.min(d - 1, CB.MAX_CHANGE_POINTS); i++) c[CB.CHANGE + i] = 1 + (rnd() % k);
   c[CB.NEXT_LOW] = 0;
@@ -122,6 +122,8 @@ export interface ControlSummary {
   status: keyof typeof CtlStatus;
   /** Scheduling decisions taken. */
   steps: number;
+  /** Decisions after a step that was not a spin (PCT's k counts these; see CB.PCT_STEPS). */
+  pctSteps: number;
   /** Store-buffer entries drained as steps of their own. */
   drains: number;
   /** Decisions that switched away from an actor that could have continued. */
@@ -161,6 +163,7 @@ export function readControlSummary(sab: SharedArrayBuffer): ControlSummary {
   return {
     status,
     steps: c[CB.STEP]!,
+    pctSteps: c[CB.PCT_STEPS]!,
     drains: c[CB.DRAINS]!,
     preemptions: c[CB.PREEMPTIONS]!,
     traceDigest: (c[CB.DIGEST]! >>> 0).toString(16).padStart(8, '0'),
@@ -387,6 +390,7 @@ export class ControlledAccess extends Access {
     c[headW] = (head + 1) % this.sbCap;
     c[countW] = c[countW]! - 1;
     c[CB.DRAINS] = c[CB.DRAINS]! + 1;
+    c[CB.MEM_EPOCH] = c[CB.MEM_EPOCH]! + 1;
     this.hash(this.n + actor, StepKind.DRAIN, 0, addr, value);
   }
 
@@ -399,14 +403,34 @@ export class ControlledAccess extends Access {
   private load(addr: number): number {
     const c = this.c;
     const count = this.sbCount(this.me);
+    let v = this.m[addr]!;
     if (count > 0) {
       const head = c[actorWord(this.n, this.me, CB.A_SB_HEAD)]!;
       for (let i = count - 1; i >= 0; i--) {
         const slot = (head + i) % this.sbCap;
-        if (c[this.sbBase + 2 * slot] === addr) return c[this.sbBase + 2 * slot + 1]!;
+        if (c[this.sbBase + 2 * slot] === addr) {
+          v = c[this.sbBase + 2 * slot + 1]!;
+          break;
+        }
       }
     }
-    return this.m[addr]!;
+    this.noteLoad(addr, v);
+    return v;
+  }
+
+  /**
+   * The scheduler's view of a load (see CB.A_SPINNING): which memory the actor has seen, and
+   * whether a spinner saw something new (another word, or another value of its word) and so
+   * stopped waiting.
+   */
+  private noteLoad(addr: number, v: number): void {
+    const c = this.c;
+    const n = this.n;
+    const me = this.me;
+    c[actorWord(n, me, CB.A_SEEN)] = c[CB.MEM_EPOCH]!;
+    if (c[actorWord(n, me, CB.A_SPINNING)] !== 0 && (addr !== c[actorWord(n, me, CB.A_SPIN_ADDR)] || v !== c[actorWord(n, me, CB.A_SPIN_VAL)])) c[actorWord(n, me, CB.A_SPINNING)] = 0;
+    c[actorWord(n, me, CB.A_LAST_ADDR)] = addr;
+    c[actorWord(n, me, CB.A_LAST_VAL)] = v;
   }
 
   private store(addr: number, v: number): void {
@@ -431,6 +455,12 @@ export class ControlledAccess extends Access {
   private step(kind: number, label: RacePoint, addr: number, value: number, fence = false): void {
     const id = this.labelId(label);
     this.decide(kind);
+    // Anything but a load is progress: the actor no longer spins (see CB.A_SPINNING), and memory
+    // may change (a load's view is noted in noteLoad).
+    if (kind !== StepKind.READ) {
+      this.c[actorWord(this.n, this.me, CB.A_SPINNING)] = 0;
+      this.c[CB.MEM_EPOCH] = this.c[CB.MEM_EPOCH]! + 1;
+    }
     // Chosen. A locked instruction, mfence or syscall first drains this actor's store buffer.
     if (fence) this.drainAll();
     this.hash(this.me, kind, id, addr, value);
@@ -501,6 +531,7 @@ export class ControlledAccess extends Access {
   override cpuRelax(label: RacePoint): void {
     if (!this.inControl) return super.cpuRelax(label);
     this.c[actorWord(this.n, this.me, CB.A_YIELD)] = 1;
+    markSpinning(this.c, this.n, this.me);
   }
 
   override wait(addr: Addr, expected: number, timeoutMs: number, label: RacePoint): WaitResult {

@@ -13,10 +13,14 @@
  *   q drawn per execution from 1/2 .. 1/128, so stores stay buffered for short or long windows.
  * - `pct`: probabilistic concurrency testing (Burckhardt, Kothari, Musuvathi, Nagarakatte, ASPLOS
  *   2010): random distinct priorities, the highest-priority enabled entity runs, and at d-1
- *   random steps (of an estimated k) the running actor drops to priority 1..d-1. A schedule that
+ *   random steps (of an estimated k, counting the steps that are not spins) the running actor
+ *   drops to priority 1..d-1. A schedule that
  *   needs d ordering constraints is found with probability >= 1/(n·k^(d-1)) per execution, with
- *   n entities. Store-buffer drains are entities too; in every other execution they sit at
- *   priority 0 (stores stay buffered while any actor can run). Spinning (a cpu_relax hint) and running more than {@link FAIRNESS_RUN} decisions
+ *   n entities. Store-buffer drains are entities too; in every other execution they come last
+ *   instead: a drain runs only when every enabled actor spins (its last step was a cpu_relax, it
+ *   waits for a store to show), so stores stay buffered while anyone makes progress and the
+ *   store-buffering outcomes need no change point of their own. Spinning (a cpu_relax hint) and
+ *   running more than {@link FAIRNESS_RUN} decisions
  *   in a row drop an actor below everyone, so busy-wait loops cannot livelock the schedule.
  * - `dfs`: follows a prefix of choices, then always choice 0 (the driver enumerates prefixes).
  * - any strategy first follows the control block's prefix (replay).
@@ -53,6 +57,17 @@ export const CB = {
   STEPREC_COUNT: 37,
   /** Word index of the step ring. */
   STEPREC_AT: 38,
+  /** `pct`: 1 = this execution keeps stores buffered while any actor makes progress (drains last). */
+  PCT_DRAINS_LAST: 39,
+  /** Bumped by every step that may change memory (a drain, a locked or other non-load step). */
+  MEM_EPOCH: 42,
+  /** `pct`, drains last: decisions since the last drain (a drain is forced after {@link DRAIN_AT_LEAST_EVERY}). */
+  SINCE_DRAIN: 43,
+  /**
+   * Decisions after a step of an actor that was not spinning: PCT's change points are drawn over
+   * these, so the steps of busy-wait loops (most of an execution) do not dilute them.
+   */
+  PCT_STEPS: 44,
   /** Steps the ring keeps (4 words each: entity | kind << 8, label id, word, value). */
   STEP_RING: 4096,
   /** The logical clock (ms), a float64 at this (even) word index (float64 index CLOCK / 2). */
@@ -72,8 +87,21 @@ export const CB = {
   A_YIELD: 4,
   A_SB_HEAD: 5,
   A_SB_COUNT: 6,
+  /**
+   * 1 from a cpu_relax (or a long run of steps) until the actor stores, or loads another word or
+   * another value than the one it kept reading: it spins, waiting for someone else.
+   */
+  A_SPINNING: 7,
   /** Float64 (ms on the logical clock, -1 = none) at this even offset. */
   A_WAIT_DEADLINE: 8,
+  /** {@link CB.MEM_EPOCH} at the actor's last load: a spinner that has seen the latest memory waits for someone else. */
+  A_SEEN: 10,
+  /** The word and value a spinner keeps reading (a load of another word or value ends the spin). */
+  A_SPIN_ADDR: 11,
+  A_SPIN_VAL: 12,
+  /** The actor's last load: word and value. */
+  A_LAST_ADDR: 13,
+  A_LAST_VAL: 14,
   ACTOR_STRIDE: 16,
   waitDeadline: (n: number, a: number): number => 176 + 32 * n + 16 * a + 8,
   sbAt: (n: number, sbCap: number, a: number): number => 176 + 32 * n + 16 * n + 2 * sbCap * a,
@@ -108,6 +136,19 @@ export const FAIRNESS_RUN = 256;
 
 const RUNNABLE = 1;
 const BLOCKED = 2;
+
+/**
+ * Actor `a` spins from now on, on the word and value of its last load (see CB.A_SPINNING).
+ * @emulator
+ */
+export function markSpinning(c: Int32Array, n: number, a: number): void {
+  c[actorWord(n, a, CB.A_SPINNING)] = 1;
+  c[actorWord(n, a, CB.A_SPIN_ADDR)] = c[actorWord(n, a, CB.A_LAST_ADDR)]!;
+  c[actorWord(n, a, CB.A_SPIN_VAL)] = c[actorWord(n, a, CB.A_LAST_VAL)]!;
+}
+
+/** `pct` with drains last: a drain is forced when none ran for this many decisions (stores become visible eventually, x86's guarantee). */
+export const DRAIN_AT_LEAST_EVERY = 4 * FAIRNESS_RUN;
 
 /** The strategies' xorshift32 generator, its state in the control block. @emulator */
 export function xorshift(c: Int32Array): number {
@@ -148,6 +189,8 @@ export function chooseNext(c: Int32Array, f64: Float64Array, mem: Int32Array): n
   // not "the one that continues": switching away from it is not a preemption (CHESS's fairness),
   // so spin loops cannot starve the others under DFS's default choice or PCT's priorities.
   const yielded = last >= 0 && (c[actorWord(n, last, CB.A_YIELD)] !== 0 || c[CB.RUNLEN]! >= FAIRNESS_RUN);
+  // A long run of loads without a hint is a spin too (a raw busy-wait loop).
+  if (last >= 0 && c[CB.RUNLEN]! >= FAIRNESS_RUN) markSpinning(c, n, last);
   const lastCanRun = last >= 0 && !yielded && canRun(c, n, last, mem);
   if (lastCanRun) enabled.push(last);
   for (let a = 0; a < n; a++) if (a !== last && canRun(c, n, a, mem)) enabled.push(a);
@@ -229,14 +272,39 @@ function pick(c: Int32Array, n: number, step: number, last: number, yielded: boo
   }
   if (strategy === 2) return 0;
   // PCT. Change points lower the running actor to 1..d-1; a yield hint or a long run drops an
-  // actor below everything.
+  // actor below everything. Steps are counted without the spinning ones (CB.PCT_STEPS).
   if (last >= 0) {
     const d = c[CB.DEPTH]!;
-    for (let i = 0; i < Math.min(d - 1, CB.MAX_CHANGE_POINTS); i++) if (c[CB.CHANGE + i] === step) c[CB.pri(last)] = i + 1;
+    if (c[actorWord(n, last, CB.A_SPINNING)] === 0) {
+      const k = c[CB.PCT_STEPS]! + 1;
+      c[CB.PCT_STEPS] = k;
+      for (let i = 0; i < Math.min(d - 1, CB.MAX_CHANGE_POINTS); i++) if (c[CB.CHANGE + i] === k) c[CB.pri(last)] = i + 1;
+    }
     if (yielded) {
       c[CB.NEXT_LOW] = c[CB.NEXT_LOW]! - 1;
       c[CB.pri(last)] = c[CB.NEXT_LOW]!;
     }
+  }
+  if (c[CB.PCT_DRAINS_LAST] !== 0) {
+    // Stores stay buffered while any actor makes progress: the highest-priority actor that is not
+    // spinning runs; a drain only when every enabled actor spins and has already seen the latest
+    // memory (it can only be waiting for a store to show).
+    let bestActor = -1;
+    let bestDrain = -1;
+    let bestSpinner = -1;
+    for (let i = 0; i < enabled.length; i++) {
+      const e = enabled[i]!;
+      const p = c[CB.pri(e)]!;
+      if (e >= n) {
+        if (bestDrain < 0 || p > c[CB.pri(enabled[bestDrain]!)]!) bestDrain = i;
+      } else if (c[actorWord(n, e, CB.A_SPINNING)] !== 0 && c[actorWord(n, e, CB.A_SEEN)] === c[CB.MEM_EPOCH]) {
+        if (bestSpinner < 0 || p > c[CB.pri(enabled[bestSpinner]!)]!) bestSpinner = i;
+      } else if (bestActor < 0 || p > c[CB.pri(enabled[bestActor]!)]!) bestActor = i;
+    }
+    const forced = bestDrain >= 0 && c[CB.SINCE_DRAIN]! >= DRAIN_AT_LEAST_EVERY;
+    const i = bestActor >= 0 && !forced ? bestActor : bestDrain >= 0 ? bestDrain : bestSpinner;
+    c[CB.SINCE_DRAIN] = i === bestDrain ? 0 : c[CB.SINCE_DRAIN]! + 1;
+    return i;
   }
   let best = 0;
   for (let i = 1; i < enabled.length; i++) if (c[CB.pri(enabled[i]!)]! > c[CB.pri(enabled[best]!)]!) best = i;

@@ -270,6 +270,9 @@ export function resolveControlled(id: string | ScenarioDef, o: ControlledRaceOpt
   return { ...base, strategy, rounds, schedules, depth, preemptions, deadlineMs, maxSteps, seconds, watchdogMs };
 }
 
+/** PCT's first estimate of an execution's length in scheduling decisions. */
+const INITIAL_STEPS_ESTIMATE = 500;
+
 /**
  * Search a scenario's schedules in controlled mode until one breaks an invariant (or deadlocks),
  * or the budget ends. Rejects only for bad options. @emulator
@@ -279,7 +282,10 @@ export async function runControlledRace(id: string | ScenarioDef, o: ControlledR
   const { def, params } = r;
   const pool = o.pool ?? (await sharedPool(def.roles(params).length));
   const t0 = performance.now();
-  let stepsEstimate = 20_000;
+  // PCT draws its change points from 1..k, k the estimated length of an execution: start small
+  // and raise it to the longest execution seen (a k far above the real length puts most change
+  // points after the end, and PCT degenerates to running each actor until it blocks).
+  let stepsEstimate = INITIAL_STEPS_ESTIMATE;
   let totalSteps = 0;
   let schedules = 0;
   let exhausted = false;
@@ -307,8 +313,7 @@ export async function runControlledRace(id: string | ScenarioDef, o: ControlledR
     totalSteps += ex.summary.steps;
     last = { spec, ex };
     if (ex.first || ex.failure) break;
-    // PCT draws its change points from 1..k: estimate k from what executions take.
-    stepsEstimate = Math.max(stepsEstimate, ex.summary.steps);
+    stepsEstimate = Math.max(stepsEstimate, r.strategy === 'pct' ? ex.summary.pctSteps : ex.summary.steps);
     if (r.strategy === 'dfs') {
       if (ex.summary.logTruncated) break;
       const next = nextDfsPrefix(ex.summary.log, r.preemptions);
