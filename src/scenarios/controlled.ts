@@ -6,6 +6,8 @@
  * is a function of its parameters, so a failing one is printed as a replay token that reproduces
  * the same violation, in the same round, with the same trace digest, on any host, under any load.
  */
+import { chromeTrace, writeChromeTrace } from '../trace/chrome.js';
+import { checkOutputPath } from '../trace/output-path.js';
 import { loadScenario } from './index.js';
 import { deadlockViolation } from '../invariants/deadlock.js';
 import { RunState, VM } from '../mem/layout.js';
@@ -49,6 +51,20 @@ export interface ControlledRaceOptions {
   maxSteps?: number;
   /** Wall-clock time without a scheduling decision before an execution counts as hung (ms, default 60000). */
   watchdogMs?: number;
+  /**
+   * Write the failing execution's last steps (up to 4096) as Chrome Trace Event JSON (Perfetto):
+   * one track per CPU, store-buffer drains on the track of the CPU whose store became visible.
+   * Checked before the search; written atomically; a failed write is reported in `trace.error`.
+   */
+  traceFile?: string;
+  /**
+   * Continue from a replay token: replay the first `prefixSteps` decisions of its execution (same
+   * scenario, variant, vCPUs, rounds and inputs), then let the strategy explore onward; each
+   * schedule varies only the choices after the prefix. Not with `dfs`.
+   */
+  from?: string;
+  /** With `from`: decisions of the token's execution to replay first (default: half of them). */
+  prefixSteps?: number;
 }
 
 /** Everything needed to run one execution again. */
@@ -56,6 +72,11 @@ export interface ReplaySpec {
   scenario: string;
   /** A user's scenario: the module that exports it (ScenarioDef.module). */
   module?: string;
+  /**
+   * Seed of the strategy's choices when it differs from `seed` (which then seeds only the
+   * scenario's inputs): a search continued from a token keeps the token's inputs and varies this.
+   */
+  strategySeed?: number;
   variant: string;
   vcpus: number;
   /** Rounds of the execution. */
@@ -164,7 +185,7 @@ export async function runExecution(def: ScenarioDef, params: ScenarioParams, spe
   const L = mem.layout;
   const main = new Access(mem, { actor: L.mainActor, name: 'main', deadlineMs: spec.deadlineMs });
   def.init(main, params);
-  const control = createControlBlock({ actors: roles.length, strategy: spec.strategy, seed: spec.seed, depth: spec.depth, stepsEstimate: spec.stepsEstimate, maxSteps: spec.maxSteps, ...(spec.choices ? { prefix: dense(spec.choices) } : spec.prefix ? { prefix: spec.prefix } : {}) });
+  const control = createControlBlock({ actors: roles.length, strategy: spec.strategy, seed: spec.strategySeed ?? spec.seed, depth: spec.depth, stepsEstimate: spec.stepsEstimate, maxSteps: spec.maxSteps, ...(spec.choices ? { prefix: dense(spec.choices) } : spec.prefix ? { prefix: spec.prefix } : {}) });
   pool.ensureCapacity(roles.length);
   const epochMs = sharedClockMs();
   const results: (ScenarioTaskResult | undefined)[] = roles.map(() => undefined);
@@ -256,6 +277,16 @@ function guaranteeOf(strategy: StrategyName, depth: number, n: number, k: number
 
 /** Validate controlled options (EMU_ERR_BAD_PARAM naming the parameter). @emulator */
 export function resolveControlled(id: string | ScenarioDef, o: ControlledRaceOptions) {
+  const from = o.from === undefined ? undefined : decodeReplay(o.from);
+  if (from) {
+    const name = typeof id === 'string' ? id : id.id;
+    if (from.scenario !== name) throw badParam('from', `the token is a run of ${from.scenario}, not ${name}`);
+    if (o.variant !== undefined && o.variant !== from.variant) throw badParam('variant', `the token is a run of variant ${from.variant}; a continued search keeps it`);
+    if (o.strategy === 'dfs') throw badParam('strategy', 'dfs cannot continue from a token (use random or pct)');
+    o = { ...o, variant: from.variant, vcpus: from.vcpus, iterations: from.iterations, seed: o.seed ?? from.seed };
+  }
+  const prefixSteps = o.prefixSteps === undefined ? undefined : checkInt('prefixSteps', o.prefixSteps, 0, 1e9);
+  if (prefixSteps !== undefined && !from) throw badParam('prefixSteps', 'needs from (a token to continue)');
   const base = resolveRace(id, { ...(o.variant === undefined ? {} : { variant: o.variant }), iterations: o.iterations ?? 2, ...(o.seed === undefined ? {} : { seed: o.seed }), ...(o.vcpus === undefined ? {} : { vcpus: o.vcpus }) });
   const strategy = o.strategy ?? 'random';
   if (!['pct', 'random', 'dfs'].includes(strategy)) throw badParam('strategy', `"${String(strategy)}" is not one of pct, random, dfs`);
@@ -267,7 +298,8 @@ export function resolveControlled(id: string | ScenarioDef, o: ControlledRaceOpt
   const maxSteps = checkInt('maxSteps', o.maxSteps ?? 2_000_000, 1000, 0x7fffffff);
   const seconds = o.seconds === undefined ? undefined : checkNumber('seconds', o.seconds, 0.01, 86_400);
   const watchdogMs = checkInt('watchdogMs', o.watchdogMs ?? WATCHDOG_MS, 100, 3_600_000);
-  return { ...base, strategy, rounds, schedules, depth, preemptions, deadlineMs, maxSteps, seconds, watchdogMs };
+  if (o.traceFile !== undefined) checkOutputPath('traceFile', o.traceFile);
+  return { ...base, strategy, rounds, schedules, depth, preemptions, deadlineMs, maxSteps, seconds, watchdogMs, from, prefixSteps };
 }
 
 /** PCT's first estimate of an execution's length in scheduling decisions. */
@@ -291,6 +323,16 @@ export async function runControlledRace(id: string | ScenarioDef, o: ControlledR
   let exhausted = false;
   let prefix: number[] | undefined = r.strategy === 'dfs' ? [] : undefined;
   let last: { spec: ReplaySpec; ex: Execution } | null = null;
+  // Continuing from a token: its execution once, for its decisions; their first prefixSteps are
+  // every schedule's prefix, and the token's seed keeps the scenario's inputs.
+  let inputsSeed: number | undefined;
+  if (r.from) {
+    const ex0 = await runExecution(def, { ...params, seed: r.from.seed }, r.from, pool, r.watchdogMs);
+    if (ex0.summary.logTruncated) throw badParam('from', `the token's execution took ${ex0.summary.steps} decisions, more than the decision log keeps`);
+    const p = Math.min(r.prefixSteps ?? Math.floor(ex0.summary.log.length / 2), ex0.summary.log.length);
+    prefix = ex0.summary.log.slice(0, p).map((d) => d.choice);
+    inputsSeed = r.from.seed;
+  }
   for (let i = 0; i < r.schedules; i++) {
     if (o.signal?.aborted) break;
     if (r.seconds !== undefined && performance.now() - t0 >= r.seconds * 1000) break;
@@ -301,7 +343,8 @@ export async function runControlledRace(id: string | ScenarioDef, o: ControlledR
       vcpus: params.vcpus,
       iterations: r.rounds,
       strategy: r.strategy,
-      seed: r.strategy === 'dfs' ? params.seed : deriveSeed(params.seed, i),
+      seed: inputsSeed ?? (r.strategy === 'dfs' ? params.seed : deriveSeed(params.seed, i)),
+      ...(inputsSeed !== undefined ? { strategySeed: deriveSeed(params.seed, i) } : {}),
       depth: r.depth,
       stepsEstimate,
       deadlineMs: r.deadlineMs,
@@ -326,7 +369,7 @@ export async function runControlledRace(id: string | ScenarioDef, o: ControlledR
   }
   const ex = last?.ex;
   const n = 2 * def.roles(params).length;
-  return controlledResult(def, params, params.seed, r.strategy, ex, {
+  const result = controlledResult(def, params, params.seed, r.strategy, ex, {
     elapsedMs: performance.now() - t0,
     interrupted: o.signal?.aborted ?? false,
     schedules,
@@ -335,6 +378,9 @@ export async function runControlledRace(id: string | ScenarioDef, o: ControlledR
     replay: last && (ex?.first || ex?.failure) ? encodeReplay(last.spec) : null,
     guarantee: guaranteeOf(r.strategy, r.depth, n, stepsEstimate, r.preemptions, schedules, exhausted),
   });
+  // The trace of the failing execution (a clean search has nothing to show).
+  if (o.traceFile !== undefined && ex && (ex.first || ex.failure)) result.trace = writeExecutionTrace(o.traceFile, ex);
+  return result;
 }
 
 /** What the shrinker did. */
@@ -350,6 +396,34 @@ export interface ReplayResult extends ControlledRaceResult {
   /** The kernel-style diagram of the execution's last racing accesses (null without a violation). */
   diagram: string | null;
   shrink: ShrinkReport | null;
+}
+
+/** Label id the trace gives a store-buffer drain (not a race point of its own). */
+const DRAIN_LABEL = 0;
+
+/**
+ * An execution's last steps as a Chrome trace (Perfetto): one track per actor, `ts` = the step's
+ * position, a drain on its actor's track, flow arrows between accesses of one word by two CPUs.
+ * @emulator
+ */
+export function executionTrace(ex: Execution): { traceEvents: unknown[] } {
+  const n = ex.roles.length;
+  const labels = new Map(ex.labels);
+  labels.set(DRAIN_LABEL, 'sb:drain (buffered store becomes visible)');
+  const records = ex.summary.tail.map((s, i) => ({ tid: s.entity >= n ? s.entity - n : s.entity, label: s.entity >= n ? DRAIN_LABEL : s.label >>> 0, addr: s.addr, seq: i, value: s.value }));
+  return chromeTrace(records, ex.roles, labels, ex.mem.layout);
+}
+
+/** Write the trace of `ex` to `file` (atomically); the result's `trace` field. */
+function writeExecutionTrace(file: string, ex: Execution): NonNullable<ControlledRaceResult['trace']> {
+  const doc = executionTrace(ex);
+  const events = ex.summary.tail.length;
+  try {
+    writeChromeTrace(file, doc);
+    return { file, events, recorded: ex.summary.steps, ringRecords: events, error: null };
+  } catch (e) {
+    return { file, events, recorded: ex.summary.steps, ringRecords: events, error: e instanceof Error ? e.message : String(e) };
+  }
 }
 
 /** The result document of a search (its last execution) or of one replayed execution. */
@@ -421,8 +495,9 @@ async function shrink(def: ScenarioDef, params: ScenarioParams, spec: ReplaySpec
  * draw it; with `shrink`, first shrink its schedule and return the shrunk one (and its token).
  * @emulator
  */
-export async function replayRace(token: string, o: { pool?: ActorPool; shrink?: boolean; maxTries?: number } = {}): Promise<ReplayResult> {
+export async function replayRace(token: string, o: { pool?: ActorPool; shrink?: boolean; maxTries?: number; traceFile?: string } = {}): Promise<ReplayResult> {
   const spec = decodeReplay(token);
+  if (o.traceFile !== undefined) checkOutputPath('traceFile', o.traceFile);
   if (spec.module !== undefined) await loadScenario(spec.scenario, spec.module);
   const { def, params } = resolveRace(spec.scenario, { variant: spec.variant, vcpus: spec.vcpus, seed: spec.seed, iterations: spec.iterations });
   const pool = o.pool ?? (await sharedPool(def.roles(params).length));
@@ -440,7 +515,42 @@ export async function replayRace(token: string, o: { pool?: ActorPool; shrink?: 
   const guarantee = report ? `shrunk in ${report.tries} executions: ${report.before.choices} → ${report.after.choices} non-default choices, ${report.before.preemptions} → ${report.after.preemptions} preemptions, ${report.before.steps} → ${report.after.steps} steps` : 'replay of one recorded execution';
   return {
     ...controlledResult(def, params, run.spec.seed, run.spec.strategy, ex, { elapsedMs: performance.now() - t0, interrupted: false, schedules: 1, steps: ex.summary.steps, exhausted: false, replay: outToken, guarantee }),
+    // The replayed (shrunk) execution's trace, written whether or not it failed.
+    ...(o.traceFile !== undefined ? { trace: writeExecutionTrace(o.traceFile, ex) } : {}),
     diagram: ex.first ? litmusDiagram(ex.summary.tail, ex.roles, ex.labels, ex.mem.layout) : null,
     shrink: report,
   };
+}
+
+/** What the controlled hunt after a free-mode find found. */
+export interface HuntResult {
+  /** A controlled execution broke an invariant (or deadlocked). */
+  found: boolean;
+  /** Its invariant, and whether it is the free-mode find's. */
+  invariant: string | null;
+  sameInvariant: boolean;
+  /** Its replay token (exact, any host), null when none was found. */
+  replay: string | null;
+  schedules: number;
+  elapsedMs: number;
+}
+
+/**
+ * After a free-mode find, which the host's interleaving made and nothing can replay: search the
+ * same scenario, variant, vCPUs and seed in controlled mode (random strategy, bounded by
+ * `schedules` and `seconds`) for an execution that breaks an invariant, so the find gets an exact
+ * replay token — or say plainly that none was found. @emulator
+ */
+export async function huntControlled(found: Pick<RaceResult, 'scenario' | 'variant' | 'seed' | 'vcpus' | 'first'>, o: { schedules?: number; seconds?: number; pool?: ActorPool; signal?: AbortSignal } = {}): Promise<HuntResult> {
+  const r = await runControlledRace(found.scenario, {
+    variant: found.variant,
+    seed: found.seed,
+    vcpus: found.vcpus,
+    schedules: checkInt('schedules', o.schedules ?? 1000, 1, 1_000_000),
+    seconds: o.seconds ?? 60,
+    ...(o.pool ? { pool: o.pool } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  const invariant = r.first?.invariant ?? null;
+  return { found: r.replay !== null, invariant, sameInvariant: invariant !== null && invariant === found.first?.invariant, replay: r.replay, schedules: r.schedules, elapsedMs: r.elapsedMs };
 }
