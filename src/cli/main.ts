@@ -18,13 +18,15 @@ import { checkOutputPath } from '../trace/output-path.js';
 import { EmuError } from '../errors.js';
 import { parseIntOption, parseNumberOption } from './args.js';
 import { controlledRaceToJson, controlledRaceToText, controlledTable, raceToJson, raceToText, racesTable, resultToJson, resultToText, traceOutText, type TraceOutcome } from './output.js';
-import { decodeReplay, replayRace, resolveControlled, runControlledRace, type ControlledRaceOptions, type ControlledRaceResult, type StrategyName } from '../scenarios/controlled.js';
+import { decodeReplay, huntControlled, replayRace, type HuntResult, resolveControlled, runControlledRace, type ControlledRaceOptions, type ControlledRaceResult, type StrategyName } from '../scenarios/controlled.js';
 import Table from 'cli-table3';
 import { SCENARIOS } from '../scenarios/index.js';
 import { bugPatches, variantInfo } from '../scenarios/bugs.js';
 import { resolveRace, runRace, type RaceOptions, type RaceResult } from '../scenarios/runner.js';
-import { DEFAULT_FREE_ROUNDS, DEFAULT_PREEMPTIONS, litmusPool, resolveLitmusTest, runLitmus, type LitmusMode, type LitmusResult } from '../scenarios/litmus-run.js';
-import { LITMUS_TESTS, formatState, satisfiesExists } from '../scenarios/litmus-tests.js';
+import { DEFAULT_FREE_ROUNDS, DEFAULT_PREEMPTIONS, litmusPool, resolveLitmusArgs, runLitmus, type LitmusMode, type LitmusResult } from '../scenarios/litmus-run.js';
+import { LITMUS_TESTS, conditionFull, formatState, satisfies, type LitmusTest } from '../scenarios/litmus-tests.js';
+import { tsoStates } from '../scenarios/litmus-tso.js';
+import { addCampaignCommands } from './campaign.js';
 
 /** Exit codes of the CLI. */
 export const EXIT = { OK: 0, FINDING: 1, USAGE: 2, INTERNAL: 3 } as const;
@@ -38,6 +40,7 @@ interface RunFlags {
   sends?: string;
   seed?: string;
   burst: string;
+  tickless?: boolean;
   json?: boolean;
   traceOut?: string;
   trace: boolean;
@@ -143,7 +146,7 @@ async function cmdRun(f: RunFlags): Promise<number> {
     trace: f.trace || f.traceOut !== undefined,
     deadlineMs: parseIntOption('deadline-ms', f.deadlineMs),
     drainMs: parseIntOption('drain-ms', f.drainMs),
-    workload: { kind: 'ipi-storm' as const, storm: { ...DEFAULT_STORM, burst: parseIntOption('burst', f.burst) } },
+    workload: { kind: 'ipi-storm' as const, storm: { ...DEFAULT_STORM, burst: parseIntOption('burst', f.burst), ...(f.tickless ? { tickless: true } : {}) } },
   };
   const { result: r, traceOut } = await runWithUi(m, opts, 'ipi-storm', !!f.json, f.traceOut);
   const report = traceOut ? { traced: opts.trace, traceOut } : { traced: opts.trace };
@@ -220,6 +223,10 @@ interface RaceFlags {
   depth?: string;
   preemptions?: string;
   schedules?: string;
+  hunt?: string;
+  from?: string;
+  continue?: boolean;
+  prefixSteps?: string;
 }
 
 /** The flags `race` shares between its modes: variant, budget, seed, vCPUs, deadline. */
@@ -245,14 +252,20 @@ function raceSigint(ac: AbortController, unit: string): () => void {
 
 /** `race --mode controlled`: search schedules; a find prints an exact replay token. */
 async function cmdRaceControlled(id: string, f: RaceFlags): Promise<number> {
-  for (const [flag, v] of [['--trace', f.trace], ['--no-widen', f.widen ? undefined : 'x']] as const) {
-    if (v !== undefined) throw new UsageError(`invalid ${flag.slice(2)}: ${flag} is for --mode free (controlled mode has no window widening; its replay token replays the run exactly)`);
-  }
+  if (f.hunt !== undefined) throw new UsageError('invalid hunt: --hunt is for --mode free (a controlled find has its replay token already)');
+  if (!f.widen) throw new UsageError('invalid no-widen: --no-widen is for --mode free (controlled mode has no window widening; its replay token replays the run exactly)');
+  // Output paths first: a path that cannot be written is bad usage, found before any work.
+  if (f.trace !== undefined) checkOutputPath('--trace', f.trace);
   const opts: ControlledRaceOptions = commonRaceOptions(f);
+  if (f.trace !== undefined) opts.traceFile = f.trace;
   if (f.strategy !== undefined) opts.strategy = f.strategy as StrategyName;
   if (f.depth !== undefined) opts.depth = parseIntOption('depth', f.depth);
   if (f.preemptions !== undefined) opts.preemptions = parseIntOption('preemptions', f.preemptions);
   if (f.schedules !== undefined) opts.schedules = parseIntOption('schedules', f.schedules);
+  if ((f.from !== undefined) !== (f.continue === true)) throw new UsageError('invalid from: --from TOKEN and --continue go together (to run a token again exactly: hvemu replay TOKEN)');
+  if (f.prefixSteps !== undefined && f.from === undefined) throw new UsageError('invalid prefix-steps: --prefix-steps needs --from TOKEN --continue');
+  if (f.from !== undefined) opts.from = f.from;
+  if (f.prefixSteps !== undefined) opts.prefixSteps = parseIntOption('prefix-steps', f.prefixSteps);
   resolveControlled(id, opts);
   const ac = new AbortController();
   opts.signal = ac.signal;
@@ -261,6 +274,7 @@ async function cmdRaceControlled(id: string, f: RaceFlags): Promise<number> {
   try {
     const r = await runControlledRace(id, opts);
     out(f.json ? JSON.stringify(controlledRaceToJson(r), null, 2) : controlledRaceToText(r));
+    traceWriteReport(r.trace);
     return r.first || r.failure ? EXIT.FINDING : EXIT.OK;
   } finally {
     offSigint();
@@ -268,12 +282,28 @@ async function cmdRaceControlled(id: string, f: RaceFlags): Promise<number> {
 }
 
 /** `replay TOKEN [--shrink]`: run a controlled execution again, exactly (shrunk first with --shrink), and draw it. */
-async function cmdReplay(token: string, f: { json?: boolean; shrink?: boolean }): Promise<number> {
+async function cmdReplay(token: string, f: { json?: boolean; shrink?: boolean; trace?: string }): Promise<number> {
   decodeReplay(token);
-  const r = await replayRace(token, { shrink: f.shrink === true });
+  if (f.trace !== undefined) checkOutputPath('--trace', f.trace);
+  const r = await replayRace(token, { shrink: f.shrink === true, ...(f.trace !== undefined ? { traceFile: f.trace } : {}) });
   if (f.json) out(JSON.stringify({ ...controlledRaceToJson(r), diagram: r.diagram, shrink: r.shrink }, null, 2));
   else out(controlledRaceToText(r) + (r.diagram ? `\n\n${r.diagram}` : ''));
+  traceWriteReport(r.trace);
   return r.first || r.failure ? EXIT.FINDING : EXIT.OK;
+}
+
+/** The controlled hunt's line after a free-mode find. */
+function huntText(h: HuntResult, budget: number): string {
+  if (!h.found) return `controlled hunt: no violation in ${h.schedules} schedules (budget ${budget}): this find has no exact replay; search longer with --mode controlled --schedules N`;
+  const which = h.sameInvariant ? 'the same invariant' : `another invariant (${h.invariant})`;
+  return `controlled hunt: ${which} broken in schedule ${h.schedules}; exact replay (any host, any load): hvemu replay ${h.replay}`;
+}
+
+/** After the result: the --trace file's line on stderr (written, or why not; the exit code stays the run's). */
+function traceWriteReport(t: RaceResult['trace']): void {
+  if (!t) return;
+  if (t.error !== null) err(`hvemu: could not write --trace ${t.file}: ${t.error} (the result is above; no partial file was left at that path)`);
+  else err(`hvemu: wrote the last ${t.events} steps of the execution to ${t.file} (Chrome Trace Event JSON: open it in https://ui.perfetto.dev)`);
 }
 
 function cmdList(f: { json?: boolean }): number {
@@ -290,20 +320,33 @@ function cmdList(f: { json?: boolean }): number {
     return EXIT.OK;
   }
   const tty = !!process.stdout.isTTY;
-  const t = new Table(tty ? { head: ['id', 'variants', 'invariants', 'seed'] } : { head: ['id', 'variants', 'invariants', 'seed'], style: { head: [], border: [] } });
-  for (const r of rows) t.push([`${r.id}\n${r.title}`, r.variants.join('\n'), r.invariants.join('\n'), r.seed]);
+  // Fit the terminal (its width, or $COLUMNS): the columns share it and long cells wrap; the seed
+  // file column goes first when it is narrow. `--json` has every detail.
+  const columns = (tty ? process.stdout.columns : undefined) ?? (Number(process.env['COLUMNS']) || undefined);
+  const head = ['id', 'variants', 'invariants', 'seed'];
+  const narrow = columns !== undefined && columns < 110;
+  const heads = narrow ? head.slice(0, 3) : head;
+  const shares = narrow ? [0.45, 0.22, 0.33] : [0.36, 0.18, 0.28, 0.18];
+  const sizing = columns === undefined ? {} : { colWidths: shares.map((s) => Math.max(12, Math.floor(s * (columns - 1 - 3 * heads.length)))), wordWrap: true };
+  const t = new Table({ head: heads, ...sizing, ...(tty ? {} : { style: { head: [], border: [] } }) });
+  for (const r of rows) t.push([`${r.id}\n${r.title}`, r.variants.join('\n'), r.invariants.join('\n'), r.seed].slice(0, heads.length));
   out(t.toString());
   return EXIT.OK;
 }
 
+/** Schedules of the controlled hunt after a free-mode find (`race --hunt N`). */
+const DEFAULT_HUNT_SCHEDULES = 1000;
+
 async function cmdRace(id: string, f: RaceFlags): Promise<number> {
   if (f.mode !== 'free' && f.mode !== 'controlled') throw new UsageError(`invalid mode: "${f.mode}" (free or controlled)`);
   if (f.mode === 'controlled') return cmdRaceControlled(id, f);
-  for (const [flag, v] of [['--strategy', f.strategy], ['--depth', f.depth], ['--preemptions', f.preemptions], ['--schedules', f.schedules]] as const) {
+  for (const [flag, v] of [['--strategy', f.strategy], ['--depth', f.depth], ['--preemptions', f.preemptions], ['--schedules', f.schedules], ['--from', f.from], ['--continue', f.continue ? 'x' : undefined], ['--prefix-steps', f.prefixSteps]] as const) {
     if (v !== undefined) throw new UsageError(`invalid ${flag.slice(2)}: ${flag} needs --mode controlled`);
   }
   // Output paths first: a path that cannot be written is bad usage, found before any work.
   if (f.trace !== undefined) checkOutputPath('--trace', f.trace);
+  const huntSchedules = f.hunt === undefined ? DEFAULT_HUNT_SCHEDULES : parseIntOption('hunt', f.hunt);
+  if (huntSchedules < 0) throw new UsageError(`invalid hunt: ${huntSchedules} (0 = no hunt, or a number of schedules)`);
   const opts: RaceOptions = { ...commonRaceOptions(f), widen: f.widen };
   if (f.trace !== undefined) opts.traceFile = f.trace;
   resolveRace(id, opts);
@@ -314,8 +357,10 @@ async function cmdRace(id: string, f: RaceFlags): Promise<number> {
   opts.onStart = () => err(`hvemu: race ${id} running (Ctrl-C stops it after the current round)`);
   try {
     const r = await runRace(id, opts);
-    if (f.json) out(JSON.stringify(raceToJson(r), null, 2));
-    else out(raceToText(r));
+    // A free-mode find has no exact replay: hunt for one in controlled mode (bounded).
+    const hunt = (r.first || r.failure) && huntSchedules > 0 && !r.interrupted ? await huntControlled(r, { schedules: huntSchedules, signal: ac.signal }) : null;
+    if (f.json) out(JSON.stringify({ ...raceToJson(r), hunt }, null, 2));
+    else out(raceToText(r) + (hunt ? '\n' + huntText(hunt, huntSchedules) : ''));
     // A failed write is reported after the result and does not change the race's exit code.
     if (r.trace && r.trace.error !== null) err(`hvemu: could not write --trace ${r.trace.file}: ${r.trace.error} (the race's result is above; no partial file was left at that path)`);
     if (r.failure) return EXIT.FINDING;
@@ -333,45 +378,62 @@ interface LitmusFlags {
 }
 
 /** One test's table: every final state seen or allowed, how often it was seen, what x86-TSO says. */
-function litmusTable(r: LitmusResult, tty: boolean): string {
-  const t = resolveLitmusTest(r.name);
+function litmusTable(t: LitmusTest, r: LitmusResult, tty: boolean): string {
   const head = ['final state', r.mode === 'controlled' ? 'executions' : 'rounds', 'x86-TSO'];
   const table = new Table(tty ? { head } : { head, style: { head: [], border: [] } });
-  const rows = new Map<string, { values: number[]; count: number }>();
-  for (const v of t.allowed) rows.set(formatState(t, v), { values: [...v], count: 0 });
+  const rows = new Map<string, { values: readonly number[]; count: number }>();
+  for (const v of tsoStates(t)) rows.set(formatState(t, v), { values: v, count: 0 });
   for (const s of r.states) {
     const values = t.observe.map((o) => s[o]!);
     rows.set(formatState(t, values), { values, count: s.count });
   }
   for (const [key, row] of [...rows].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    table.push([key + (satisfiesExists(t, row.values) ? ' (exists)' : ''), String(row.count), r.allowed.includes(key) ? 'allowed' : 'FORBIDDEN']);
+    table.push([key + (satisfies(t, row.values) ? ` (${t.condition.quantifier})` : ''), String(row.count), r.allowed.includes(key) ? 'allowed' : 'FORBIDDEN']);
   }
   const how = r.mode === 'controlled' ? `${r.runs} executions, DFS with ≤ ${r.preemptions} preemption${r.preemptions === 1 ? '' : 's'}, ${r.exhaustive ? 'exhaustive' : 'NOT exhaustive'}` : `${r.runs} rounds on real threads`;
   return [
-    `${r.name} — ${t.title}`,
+    `${r.name}${t.title === '' ? '' : ` — ${t.title}`}`,
+    `  file: ${r.file}`,
     `  source: ${r.source}`,
-    `  exists (${r.condition}): x86-TSO ${r.tso}; observed: ${r.observation}`,
+    `  ${r.quantifier} (${r.condition}): x86-TSO ${r.tso}; observed: ${r.observation}${r.observation === r.expected ? '' : ` (x86-TSO gives ${r.expected})`}`,
     table.toString(),
     `  ${r.mode}: ${how}: ${r.verdict === 'match' ? 'matches x86-TSO' : `MISMATCH: ${r.reasons.join('; ')}`}`,
+    herdBlock(t, r),
+  ].join('\n');
+}
+
+/** What herd7 prints for a test, from the states seen (counts are in the table above it). */
+function herdBlock(t: LitmusTest, r: LitmusResult): string {
+  return [
+    `Test ${r.name} ${r.kind}`,
+    `States ${r.states.length}`,
+    ...r.states.map((s) => formatState(t, t.observe.map((o) => s[o]!))),
+    r.observation,
+    'Witnesses',
+    `Positive: ${r.positive} Negative: ${r.negative}`,
+    `Condition ${conditionFull(t)}`,
+    // herd's Observation counts the runs satisfying the proposition first, whatever the quantifier.
+    `Observation ${r.name} ${r.herdObservation} ${r.quantifier === '~exists' ? `${r.negative} ${r.positive}` : `${r.positive} ${r.negative}`}`,
   ].join('\n');
 }
 
 /** The summary of a litmus run: one row per test. */
 function litmusSummary(results: readonly LitmusResult[], tty: boolean): string {
-  const head = ['test', 'exists', 'x86-TSO', 'observed', 'states seen / allowed', results[0]?.mode === 'free' ? 'rounds' : 'executions', 'exhaustive', 'result'];
+  const head = ['test', 'condition', 'x86-TSO', 'observed', 'states seen / allowed', results[0]?.mode === 'free' ? 'rounds' : 'executions', 'exhaustive', 'result'];
   const table = new Table(tty ? { head } : { head, style: { head: [], border: [] } });
   for (const r of results) {
     const seen = r.states.length - r.forbiddenObserved.length;
-    table.push([r.name, r.condition, r.tso, r.observation, `${seen} / ${r.allowed.length}${r.forbiddenObserved.length ? ` + ${r.forbiddenObserved.length} forbidden` : ''}`, String(r.runs), r.exhaustive === null ? '-' : r.exhaustive ? 'yes' : 'no', r.verdict === 'match' ? 'match' : 'MISMATCH']);
+    const cond = r.quantifier === 'exists' ? r.condition : `${r.quantifier} (${r.condition})`;
+    table.push([r.name, cond, r.tso, r.observation, `${seen} / ${r.allowed.length}${r.forbiddenObserved.length ? ` + ${r.forbiddenObserved.length} forbidden` : ''}`, String(r.runs), r.exhaustive === null ? '-' : r.exhaustive ? 'yes' : 'no', r.verdict === 'match' ? 'match' : 'MISMATCH']);
   }
   return table.toString();
 }
 
-async function cmdLitmus(names: string[], f: LitmusFlags): Promise<number> {
+async function cmdLitmus(args: string[], f: LitmusFlags): Promise<number> {
   if (f.mode !== 'controlled' && f.mode !== 'free') throw new EmuError('EMU_ERR_BAD_PARAM', `invalid --mode: "${f.mode}" is not one of controlled, free`, { detail: { param: 'mode' } });
   const mode: LitmusMode = f.mode;
-  // Every name is checked before anything runs.
-  const tests = names.length === 0 ? LITMUS_TESTS : names.map((n) => resolveLitmusTest(n));
+  // Every name and file is checked (files parsed) before anything runs.
+  const tests = args.length === 0 ? LITMUS_TESTS : resolveLitmusArgs(args);
   const iterations = f.iterations === undefined ? undefined : parseIntOption('iterations', f.iterations);
   const preemptions = f.preemptions === undefined ? undefined : parseIntOption('preemptions', f.preemptions);
   const tty = !!process.stdout.isTTY;
@@ -383,9 +445,9 @@ async function cmdLitmus(names: string[], f: LitmusFlags): Promise<number> {
   const pool = await litmusPool(tests);
   const results: LitmusResult[] = [];
   for (const t of tests) {
-    const r = await runLitmus(t.name, { mode, pool, ...(iterations === undefined ? {} : { iterations }), ...(preemptions === undefined ? {} : { preemptions }) });
+    const r = await runLitmus(t, { mode, pool, ...(iterations === undefined ? {} : { iterations }), ...(preemptions === undefined ? {} : { preemptions }) });
     results.push(r);
-    if (!f.json) out(litmusTable(r, tty) + '\n');
+    if (!f.json) out(litmusTable(t, r, tty) + '\n');
   }
   const ok = results.every((r) => r.verdict === 'match');
   if (f.json) out(JSON.stringify({ mode, ok, results }, null, 2));
@@ -413,6 +475,7 @@ export function buildProgram(): Command {
     .option('--sends <n>', 'end the run once the guests have sent N interrupts (a count budget)')
     .option('--seed <x>', 'seed of every random choice (default: time-based, printed)')
     .option('--burst <n>', 'IPIs a guest sends between two HLTs (0 = never halt)', String(DEFAULT_STORM.burst))
+    .option('--tickless', 'every vCPU but vCPU 0 halts without arming its LAPIC timer (NOHZ idle): a lost wake-up then loses interrupts instead of delaying them to the next tick')
     .option('--deadline-ms <ms>', 'report an actor stuck in one wait for this long', '10000')
     .option('--drain-ms <ms>', 'longest wait for quiescence after the run', '10000')
     .option('--no-trace', 'do not record events (faster; violations then come without their last events)')
@@ -438,6 +501,10 @@ export function buildProgram(): Command {
     .option('--seed <x>', 'seed of every random choice (default: time-based, printed)')
     .option('--vcpus <n>', 'vCPUs of the modelled VM (default per scenario)')
     .option('--no-widen', 'no window widening at race points')
+    .option('--from <token>', 'controlled, with --continue: replay the start of this token\'s execution, then explore onward')
+    .option('--continue', 'controlled, with --from: continue the search after the token\'s prefix (each schedule varies what follows)')
+    .option('--prefix-steps <n>', 'controlled, with --from: decisions of the token\'s execution to replay first (default: half of them)')
+    .option('--hunt <n>', `free: after a find, search up to N schedules in controlled mode for an exact replay token (default ${DEFAULT_HUNT_SCHEDULES}, at most 60 s; 0 = no hunt)`)
     .option('--deadline-ms <ms>', 'a wait longer than this is a deadlock finding', '10000')
     .option('--trace <file>', 'write the accesses around the first violation as Chrome Trace Event JSON (Perfetto)')
     .option('--mode <mode>', 'free (real threads, the host interleaves) or controlled (one access at a time, x86-TSO, exact replay)', 'free')
@@ -453,13 +520,15 @@ export function buildProgram(): Command {
     .command('replay <token>')
     .description('run the execution a controlled race printed as a token again: same violation, same round, same trace digest; draw it as CPU columns')
     .option('--shrink', 'first shrink the schedule (fewer preemptions and early drains, same invariant) and print the shrunk token')
+    .option('--trace <file>', 'write the (shrunk) execution\'s last steps as Chrome Trace Event JSON (Perfetto), one track per CPU')
     .option('--json', 'print the result as JSON')
-    .action(async (token: string, f: { json?: boolean; shrink?: boolean }) => {
+    .action(async (token: string, f: { json?: boolean; shrink?: boolean; trace?: string }) => {
       process.exitCode = await cmdReplay(token, f);
     });
   program
-    .command('litmus [names...]')
-    .description('run x86 litmus tests (SB, MP, IRIW, n6, ...; all when none named) and compare what they show with x86-TSO')
+    .command('litmus')
+    .argument('[tests...]', 'built-in test NAMEs (SB, MP, IRIW, n6, ...; all when none given), herd7 X86 FILE.litmus files, @INDEX files listing .litmus files')
+    .description('run x86 litmus tests (built-in, or herd7 .litmus files in X86 Intel syntax) and compare the final states they show with x86-TSO')
     .option('--mode <mode>', 'controlled (exhaustive bounded DFS over schedules) or free (rounds on real threads)', 'controlled')
     .option('--iterations <n>', `free: rounds per test (default ${DEFAULT_FREE_ROUNDS}); controlled: most executions per test`)
     .option('--preemptions <k>', `controlled: DFS preemption bound (default ${DEFAULT_PREEMPTIONS})`)
@@ -476,18 +545,23 @@ export function buildProgram(): Command {
     .action(async (f: { json?: boolean; seconds: string; seed?: string }) => {
       process.exitCode = await cmdTour(f);
     });
+  addCampaignCommands(program);
   return program;
 }
 
 const USAGE =
-  'usage: hvemu run [--vcpus N] [--pcpus M] [--packages P] [--seconds S | --sends N] [--seed X] [--vendor vmx|svm|tdx|savic] [--burst B]\n' +
+  'usage: hvemu run [--vcpus N] [--pcpus M] [--packages P] [--seconds S | --sends N] [--seed X] [--vendor vmx|svm|tdx|savic] [--burst B] [--tickless]\n' +
   '                 [--deadline-ms MS] [--drain-ms MS] [--no-trace] [--trace-out FILE] [--bug ID:VARIANT]... [--json]\n' +
   '       hvemu list [--json]\n' +
-  '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--no-widen] [--deadline-ms MS] [--trace FILE] [--json]\n' +
-  '       hvemu race <id> --mode controlled [--strategy random|pct|dfs] [--depth D] [--preemptions B] [--schedules N] [--variant V] [--iterations N] [--seconds S] [--seed X] [--vcpus N] [--deadline-ms MS] [--json]\n' +
-  '       hvemu replay <token> [--shrink] [--json]\n' +
+  '       hvemu race <id> [--variant V] [--iterations N | --seconds S] [--seed X] [--vcpus N] [--no-widen] [--deadline-ms MS] [--trace FILE] [--hunt N] [--json]\n' +
+  '       hvemu race <id> --mode controlled [--strategy random|pct|dfs] [--depth D] [--preemptions B] [--schedules N] [--variant V] [--iterations N] [--seconds S] [--seed X] [--vcpus N] [--deadline-ms MS] [--trace FILE] [--json]\n' +
+  '       hvemu race <id> --mode controlled --from TOKEN --continue [--prefix-steps N] [--strategy random|pct] [--schedules N] [--seed X] [--json]\n' +
+  '       hvemu replay <token> [--shrink] [--trace FILE] [--json]\n' +
   '       hvemu tour [--seconds S] [--seed X] [--json]\n' +
-  '       hvemu litmus [NAME...] [--mode controlled|free] [--iterations N] [--preemptions K] [--json]\n' +
+  '       hvemu litmus [NAME|FILE.litmus|@INDEX...] [--mode controlled|free] [--iterations N] [--preemptions K] [--json]\n' +
+  '       hvemu campaign --seeds A..B [--scenarios all|ID,...] [--variants all|buggy|fixed|V,...] [--mode controlled|free] [--shard I/N]\n' +
+  '                      [--iterations N] [--schedules N] [--buggy-schedules N] [--seconds S] [--json] [--junit FILE] [--out FILE] [--dry-run]\n' +
+  '       hvemu merge PART.json... [--json] [--junit FILE] [--out FILE]\n' +
   '       hvemu --help';
 
 /** Entry point: parse, run, map errors to exit codes. */

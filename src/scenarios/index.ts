@@ -16,7 +16,7 @@ import { piWakeupBlock } from './pi-wakeup-block/scenario.js';
 import { tdxInitHotplug } from './tdx-init-hotplug/scenario.js';
 import { tdxOfflineLastCpu } from './tdx-offline-last-cpu/scenario.js';
 import { tdxHostState } from './tdx-host-state/scenario.js';
-import { LITMUS_SCENARIOS } from './litmus-scenario.js';
+import { findLitmusScenario } from './litmus-scenario.js';
 
 /** Every scenario, in catalogue order. */
 export const SCENARIOS: readonly ScenarioDef[] = [
@@ -71,8 +71,8 @@ export async function loadScenario(id: string, module: string): Promise<Scenario
 export function findScenario(id: string): ScenarioDef {
   const user = userScenarios.get(id);
   if (user) return user;
-  // The x86 litmus tests (litmus:SB, ...) run as scenarios too, outside the race catalogue.
-  const s = SCENARIOS.find((x) => x.id === id) ?? LITMUS_SCENARIOS.get(id);
+  // The x86 litmus tests (litmus:SB, ..., and .litmus files) run as scenarios too, outside the race catalogue.
+  const s = SCENARIOS.find((x) => x.id === id) ?? findLitmusScenario(id);
   if (!s) throw badParam('scenario', `unknown scenario "${id}" (known: ${SCENARIOS.map((x) => x.id).join(', ')})`);
   return s;
 }

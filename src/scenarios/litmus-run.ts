@@ -1,6 +1,7 @@
 /**
- * Running the x86 litmus catalogue ({@link ./litmus-tests}) and comparing what it shows with
- * x86-TSO.
+ * Running x86 litmus tests — the built-in catalogue ({@link ./litmus-tests}) or herd-format
+ * `.litmus` files ({@link ./litmus-parse}) — and comparing what they show with x86-TSO (the final
+ * states ./litmus-tso enumerates).
  *
  * - `controlled`: bounded DFS over the controlled runtime's schedules (mem/controlled: one
  *   labelled access at a time, x86-TSO store buffers, every drain of a buffered store a step of
@@ -22,9 +23,13 @@ import { sharedPool, type ActorPool } from '../runtime/pool.js';
 import { checkInt } from '../runtime/config.js';
 import { runExecution, type Execution, type ReplaySpec } from './controlled.js';
 import { runRace } from './runner.js';
-import { LITMUS_PREFIX, LITMUS_SCENARIOS, LITMUS_VARIANT, finalState, litmusPlan, published, stateAt, takeLitmusMemory } from './litmus-scenario.js';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { LITMUS_VARIANT, finalState, litmusPlan, published, scenarioOf, stateAt, takeLitmusMemory } from './litmus-scenario.js';
 import { findVariant, type ScenarioDef } from './define.js';
-import { LITMUS_TESTS, findLitmusTest, formatState, satisfiesExists, stateRecord, type LitmusTest, type TsoVerdict } from './litmus-tests.js';
+import { LITMUS_TESTS, conditionHolds, findLitmusTest, formatState, herdKind, propText, readIndex, satisfies, stateRecord, type LitmusQuantifier, type LitmusTest, type TsoVerdict } from './litmus-tests.js';
+import { loadLitmusFile } from './litmus-parse.js';
+import { compareValues, tsoResult, tsoStates, tsoVerdict } from './litmus-tso.js';
 
 /** How a litmus test is run. */
 export type LitmusMode = 'controlled' | 'free';
@@ -54,8 +59,9 @@ export const DEFAULT_MAX_EXECUTIONS = 100_000;
  * Default DFS preemption bound. Drains are never preemptions, so every timing of every store's
  * drain is explored at any bound, and neither is choosing who runs first or who runs after a
  * thread finished; the bound only limits switches away from a thread that could continue. One
- * suffices for every state x86-TSO allows in this catalogue (the test suite checks it); two
- * explores three to five times as many schedules (IRIW: about 3,300 executions at one).
+ * suffices for every state x86-TSO allows in the built-in catalogue (the test suite checks it);
+ * a longer test may need more (a state missing is reported with the bound). Two explores three
+ * to five times as many schedules (IRIW: about 3,300 executions at one).
  */
 export const DEFAULT_PREEMPTIONS = 1;
 
@@ -66,12 +72,20 @@ export type LitmusStateCount = Record<string, number> & { count: number };
 export interface LitmusResult {
   name: string;
   mode: LitmusMode;
+  /** The test's file (package-relative for a built-in test). */
+  file: string;
   /** Where the test and its verdict come from. */
   source: string;
-  /** herd's `exists` clause, e.g. `0:EAX=0 /\ 1:EAX=0`. */
+  /** herd's quantifier of the final condition. */
+  quantifier: LitmusQuantifier;
+  /** herd's kind of the test, from the quantifier (`Test SB Allowed`). */
+  kind: 'Allowed' | 'Forbidden' | 'Required';
+  /** The condition's proposition, herd-spelled, e.g. `0:EAX=0 /\ 1:EAX=0`. */
   condition: string;
-  /** x86-TSO's verdict on the condition (Allow / Forbid). */
+  /** x86-TSO's verdict on the proposition: some allowed final state satisfies it (Allow) or none (Forbid). */
   tso: TsoVerdict;
+  /** What herd7 prints for the condition over the states x86-TSO allows (Ok / No). */
+  expected: 'Ok' | 'No';
   /** Final states seen, with counts (controlled: executions; free: rounds). */
   states: LitmusStateCount[];
   /** Final states x86-TSO allows, herd-spelled (`0:EAX=0; 1:EAX=0;`). */
@@ -80,10 +94,18 @@ export interface LitmusResult {
   forbiddenObserved: string[];
   /** States x86-TSO allows that were not seen (a finding in controlled mode only). */
   missing: string[];
-  /** The condition's state was seen. */
+  /** A state satisfying the condition's proposition was seen. */
   conditionObserved: boolean;
-  /** herd's word for it: `Ok` (the condition was observed) or `No`. */
+  /** The condition holds over the states seen (herd's rule: exists — some, ~exists — none, forall — every one satisfies the proposition). */
+  conditionHolds: boolean;
+  /** herd's word for it: `Ok` (the condition holds) or `No`. */
   observation: 'Ok' | 'No';
+  /** herd's witnesses: executions (controlled) or rounds (free) whose state satisfies the proposition (for ~exists: does not), and the others. */
+  positive: number;
+  /** The other executions or rounds. */
+  negative: number;
+  /** herd's Observation word: Never, Sometimes or Always (the proposition over the runs). */
+  herdObservation: 'Never' | 'Sometimes' | 'Always';
   /**
    * `match`: controlled — the states reached are exactly the allowed ones and the DFS ran every
    * schedule within its bound; free — nothing forbidden was seen. `mismatch` otherwise.
@@ -111,12 +133,31 @@ export function resolveLitmusTest(name: string): LitmusTest {
   return t;
 }
 
-/** herd's spelling of the `exists` clause. @emulator */
+/**
+ * The tests command-line arguments name, in order: a `.litmus` file (parsed: EMU_ERR_BAD_PARAM
+ * naming file, line and token if it is outside the subset), an `@file` index listing `.litmus`
+ * files relative to it (herd's `@all`), or the name of a built-in test. @emulator
+ */
+export function resolveLitmusArgs(args: readonly string[]): LitmusTest[] {
+  return args.flatMap((a) => {
+    if (a.startsWith('@')) {
+      const index = a.slice(1);
+      let text: string;
+      try {
+        text = readFileSync(index, 'utf8');
+      } catch (e) {
+        throw badParam('litmus', `index ${index} cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+      }
+      return readIndex(text).map((f) => loadLitmusFile(join(dirname(index), f)));
+    }
+    if (a.endsWith('.litmus')) return [loadLitmusFile(a)];
+    return [resolveLitmusTest(a)];
+  });
+}
+
+/** herd's spelling of the condition's proposition. @emulator */
 export function conditionText(t: LitmusTest): string {
-  return t.observe
-    .filter((n) => t.exists[n] !== undefined)
-    .map((n) => `${n}=${t.exists[n]}`)
-    .join(' /\\ ');
+  return propText(t.condition.prop);
 }
 
 /**
@@ -127,27 +168,43 @@ export function conditionText(t: LitmusTest): string {
 export function compareWithTso(
   t: LitmusTest,
   seen: ReadonlyMap<string, { values: readonly number[]; count: number }>,
-  run: { mode: LitmusMode; exhaustive: boolean | null; failure: string | null },
-  allowed: readonly (readonly number[])[] = t.allowed,
-): Pick<LitmusResult, 'states' | 'allowed' | 'forbiddenObserved' | 'missing' | 'conditionObserved' | 'observation' | 'verdict' | 'reasons'> {
+  run: { mode: LitmusMode; exhaustive: boolean | null; failure: string | null; preemptions?: number | null },
+  allowed: readonly (readonly number[])[] = tsoStates(t),
+): Pick<LitmusResult, 'states' | 'allowed' | 'forbiddenObserved' | 'missing' | 'conditionObserved' | 'conditionHolds' | 'observation' | 'positive' | 'negative' | 'herdObservation' | 'verdict' | 'reasons'> {
   const allowedKeys = allowed.map((v) => formatState(t, v));
-  const states = [...seen.values()].sort((a, b) => compareValues(a.values, b.values)).map((s) => ({ ...stateRecord(t, s.values), count: s.count }) as LitmusStateCount);
+  const sorted = [...seen.values()].sort((a, b) => compareValues(a.values, b.values));
+  const states = sorted.map((s) => ({ ...stateRecord(t, s.values), count: s.count }) as LitmusStateCount);
   const forbiddenObserved = [...seen.keys()].filter((k) => !allowedKeys.includes(k)).sort();
   const missing = allowedKeys.filter((k) => !seen.has(k));
-  const conditionObserved = [...seen.values()].some((s) => satisfiesExists(t, s.values));
+  const conditionObserved = sorted.some((s) => satisfies(t, s.values));
+  const holds = conditionHolds(t, sorted.map((s) => s.values));
+  // herd's witnesses: the runs satisfying the proposition (for ~exists, the ones not satisfying it) and the others.
+  const sat = sorted.filter((s) => satisfies(t, s.values)).reduce((n, s) => n + s.count, 0);
+  const total = sorted.reduce((n, s) => n + s.count, 0);
+  const positive = t.condition.quantifier === '~exists' ? total - sat : sat;
   const reasons: string[] = [];
   if (run.failure) reasons.push(`the run failed: ${run.failure}`);
   if (forbiddenObserved.length > 0) reasons.push(`x86-TSO forbids ${forbiddenObserved.join(' | ')}`);
   if (run.mode === 'controlled') {
-    if (missing.length > 0) reasons.push(`x86-TSO allows ${missing.join(' | ')}, never reached`);
+    // A state some schedule reaches only with more preemptions than the bound is missing too.
+    const bound = run.preemptions === undefined || run.preemptions === null ? '' : ` with ≤ ${run.preemptions} preemption${run.preemptions === 1 ? '' : 's'} (a larger --preemptions may reach it)`;
+    if (missing.length > 0) reasons.push(`x86-TSO allows ${missing.join(' | ')}, never reached${bound}`);
     if (run.exhaustive === false) reasons.push('the DFS did not run every schedule within its bound (budget)');
   }
-  return { states, allowed: allowedKeys, forbiddenObserved, missing, conditionObserved, observation: conditionObserved ? 'Ok' : 'No', verdict: reasons.length === 0 ? 'match' : 'mismatch', reasons };
-}
-
-function compareValues(a: readonly number[], b: readonly number[]): number {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return 0;
+  return {
+    states,
+    allowed: allowedKeys,
+    forbiddenObserved,
+    missing,
+    conditionObserved,
+    conditionHolds: holds,
+    observation: holds ? 'Ok' : 'No',
+    positive,
+    negative: total - positive,
+    herdObservation: sat === 0 ? 'Never' : sat === total ? 'Always' : 'Sometimes',
+    verdict: reasons.length === 0 ? 'match' : 'mismatch',
+    reasons,
+  };
 }
 
 /**
@@ -161,12 +218,12 @@ export async function litmusPool(tests: readonly LitmusTest[]): Promise<ActorPoo
 /** Seeds of free runs: each run its own, so the main thread finds its memory (see takeLitmusMemory). */
 let nextFreeSeed = 1;
 
-/** Run one litmus test. Rejects only for bad options. @emulator */
-export async function runLitmus(name: string, o: LitmusOptions = {}): Promise<LitmusResult> {
-  const t = resolveLitmusTest(name);
+/** Run one litmus test (a built-in test's name, or a parsed test). Rejects only for bad options. @emulator */
+export async function runLitmus(test: string | LitmusTest, o: LitmusOptions = {}): Promise<LitmusResult> {
+  const t = typeof test === 'string' ? resolveLitmusTest(test) : test;
   const mode = o.mode ?? 'controlled';
   if (mode !== 'controlled' && mode !== 'free') throw badParam('mode', `"${String(mode)}" is not one of controlled, free`);
-  const def = LITMUS_SCENARIOS.get(`${LITMUS_PREFIX}${t.name}`)!;
+  const def = scenarioOf(t);
   const seen = new Map<string, { values: number[]; count: number }>();
   const add = (values: number[], count: number) => {
     if (count === 0) return;
@@ -181,8 +238,9 @@ export async function runLitmus(name: string, o: LitmusOptions = {}): Promise<Li
   const t0 = performance.now();
   const pool = o.pool ?? (await litmusPool([t]));
   const { runs, steps, exhaustive, failure } = bound === null ? await runFree(t, def, pool, budget, add) : await exploreControlled(t, def, pool, budget, bound, o.watchdogMs, (values) => add(values, 1));
-  const cmp = compareWithTso(t, seen, { mode, exhaustive, failure });
-  return { name: t.name, mode, source: t.source, condition: conditionText(t), tso: t.verdict, ...cmp, exhaustive, preemptions: bound, runs, steps, failure, elapsedMs: performance.now() - t0 };
+  const cmp = compareWithTso(t, seen, { mode, exhaustive, failure, preemptions: bound });
+  const q = t.condition.quantifier;
+  return { name: t.name, mode, file: t.file, source: t.source, quantifier: q, kind: herdKind(q), condition: conditionText(t), tso: tsoVerdict(t), expected: tsoResult(t), ...cmp, exhaustive, preemptions: bound, runs, steps, failure, elapsedMs: performance.now() - t0 };
 }
 
 /** What a run of a litmus test did (either mode). */
@@ -211,16 +269,16 @@ async function runFree(t: LitmusTest, def: ScenarioDef, pool: ActorPool, rounds:
   const p = litmusPlan(t);
   const seed = nextFreeSeed++;
   const r = await runRace(def.id, { variant: LITMUS_VARIANT.free, iterations: rounds, seed, widen: false, pool });
-  const acc = takeLitmusMemory(t.name, seed);
+  const acc = takeLitmusMemory(t.id, seed);
   let failure: string | null = null;
   if (r.failure) failure = `${r.failure.code}: ${r.failure.message}`;
   else if (r.first && r.first.invariant !== 'litmusTsoAllowed') failure = `${r.first.invariant}: ${r.first.detail}`;
   if (acc) {
     const L = acc.layout;
-    for (let i = 0; i < p.states; i++) add(stateAt(p, i), acc.peek(L.scratch(p.hist + i)));
-    // A value no instruction wrote: only the last such state is kept.
+    for (let i = 0; i < p.allowed.length; i++) add(stateAt(p, i), acc.peek(L.scratch(p.hist + i)));
+    // A state x86-TSO forbids (the run stops at the first): the last one checked.
     const other = acc.peek(L.scratch(p.other));
-    if (other > 0) add(lastState(acc, p), other);
+    if (other > 0) add(lastState(acc, t, p), other);
   } else {
     failure ??= 'the run did not record its memory';
   }
@@ -254,7 +312,7 @@ async function exploreControlled(
   const run = async (prefix: number[], maxSteps: number) => {
     const spec: ReplaySpec = { scenario: def.id, variant: params.variant.name, vcpus: 1, iterations: 1, strategy: 'dfs', seed: params.seed, depth: 1, stepsEstimate: 1000, deadlineMs: 10_000, maxSteps, prefix };
     const ex = await runExecution(def, params, spec, pool, watchdogMs);
-    takeLitmusMemory(t.name, params.seed);
+    takeLitmusMemory(t.id, params.seed);
     runs++;
     steps += ex.summary.steps;
     const acc = new Access(ex.mem, { actor: ex.mem.layout.mainActor, name: 'main' });
@@ -305,6 +363,6 @@ function endProblem(ex: Execution, parked: number, n: number, prefix: readonly n
 }
 
 /** The last final state role 0 checked (values in `observe` order). */
-function lastState(acc: Access, p: ReturnType<typeof litmusPlan>): number[] {
-  return p.candidates.map((_, i) => acc.peek(acc.layout.scratch(p.last + i)));
+function lastState(acc: Access, t: LitmusTest, p: ReturnType<typeof litmusPlan>): number[] {
+  return t.observe.map((_, i) => acc.peek(acc.layout.scratch(p.last + i)));
 }

@@ -1,476 +1,183 @@
 /**
- * The classic x86 litmus tests as data: threads of plain stores (MOV [x],$v = WRITE_ONCE),
- * plain loads (MOV EAX,[x] = READ_ONCE), MFENCE (smp_mb) and the locked exchange (XCHG), the
- * final state they are judged on (herd's registers `P:REG` and locations), their
- * `exists` condition, the verdict x86-TSO gives that condition, and every final state x86-TSO
- * allows.
+ * x86 litmus tests as data: what a herdtools7 X86 `.litmus` file says, parsed
+ * (./litmus-parse) — threads of instructions over shared locations, the initial state, the final
+ * state herd reports (registers `P:REG` and locations) and the final condition (`exists`,
+ * `~exists` or `forall` over a proposition with `/\`, `\/`, `~`, `=>`).
  *
- * Names and shapes follow herdtools7 (catalogue/x86/tests, catalogue/x86_64/tests; the
- * coherence tests take the shapes of catalogue/aarch64/tests/Co*.litmus). Verdicts come from,
- * in this order: herdtools7's catalogue/x86_64/tests/kinds.txt (the x86-TSO model
- * herd/libdir/x86tso.cat gives each test Allow or Forbid); the Intel SDM vol. 3A §8.2.3
- * "Examples Illustrating the Memory-Ordering Principles" (rev. 32; §9.2.3 in later editions),
- * Examples 8-1..8-10; and the x86-TSO papers (Owens, Sarkar, Sewell, "A better x86 memory model:
- * x86-TSO", TPHOLs 2009; Sewell, Sarkar, Owens, Zappa Nardelli, Myreen, "x86-TSO: a rigorous and
- * usable programmer's model for x86 multiprocessors", CACM 53(7), 2010). Each test's `source`
- * says which one it relies on.
- *
- * The `allowed` sets are written out by hand from the x86-TSO abstract machine (FIFO store buffer
- * per CPU, loads forward from their own buffer, MFENCE and locked instructions drain it); the
- * condition's state is in the set exactly when the verdict is Allow. test/litmus checks every set
- * against an independent enumeration of that machine and against the verdicts.
+ * The built-in catalogue is the folder `litmus/x86/` of the package, one herd-format file per
+ * test, run in the order of its `@all` index (herd's convention). Each file names, in a comment
+ * `(* x86-TSO: Allow|Forbid. … *)`, the verdict x86-TSO gives its condition and where that verdict
+ * comes from: herdtools7's catalogue/x86_64/tests/kinds.txt (the verdicts of herd7's
+ * herd/libdir/x86tso.cat), the Intel SDM vol. 3A §8.2.3 examples (§9.2.3 in later editions), the
+ * x86-TSO papers (Owens, Sarkar, Sewell, TPHOLs 2009; Sewell et al., CACM 53(7), 2010). The final
+ * states x86-TSO allows are not written down: ./litmus-tso enumerates them from the abstract
+ * machine, and test/litmus checks them against the declared verdicts and an independent
+ * enumeration.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EmuError } from '../errors.js';
+import { parseLitmus } from './litmus-parse.js';
 
-/** One instruction of a litmus thread. */
+// herd's naming of final-state components, defined beside the parser (which needs them first).
+export { X86_REGS, compareObserved, parseObserved } from './litmus-parse.js';
+
+/** An instruction's source operand: an immediate (`$1`) or a register (`EAX`). */
+export type LitmusOperand = { imm: number } | { reg: string };
+
+/** The arithmetic an instruction applies: `mov` replaces, the others combine old and operand. */
+export type LitmusAlu = 'mov' | 'add' | 'xor' | 'or';
+
+/**
+ * One instruction of a litmus thread, as the access layer runs it:
+ *
+ * - `store` MOV [x],$v / MOV [x],REG: a plain store (writeOnce; it goes to the store buffer)
+ * - `load` MOV REG,[x] (alu `mov`), ADD/XOR/OR REG,[x]: a plain load (readOnce)
+ * - `local` MOV/ADD/XOR/OR/INC/DEC on registers only: no memory access, no scheduling step
+ * - `rmw` ADD/XOR/OR/INC/DEC [x],...: unlocked, a load then a store (readOnce, writeOnce);
+ *   with LOCK one locked instruction (atomicAdd, atomicOr; LOCK XOR as the kernel's
+ *   atomic_fetch_xor does it, a cmpxchg loop)
+ * - `xchg` XCHG [x],REG: locked (a full fence); REG receives the old value
+ * - `xadd` LOCK XADD [x],REG: locked add (atomicAdd); REG receives the old value
+ * - `cmpxchg` LOCK CMPXCHG [x],REG: locked; if [x] = EAX then [x] = REG; EAX receives the old value
+ * - `mfence` MFENCE (smpMb)
+ * - `nop` LFENCE, SFENCE: nothing x86-TSO lets move on ordinary memory (herd's x86tso.cat gives
+ *   them no effect), so no instruction runs
+ */
 export type LitmusOp =
-  /** MOV [loc],$value: a plain store (WRITE_ONCE; it goes to the store buffer). */
-  | { op: 'store'; loc: string; value: number }
-  /** MOV reg,[loc]: a plain load (READ_ONCE). */
-  | { op: 'load'; reg: string; loc: string }
-  /** MFENCE (smp_mb). */
+  | { op: 'store'; loc: string; src: LitmusOperand }
+  | { op: 'load'; reg: string; loc: string; alu: LitmusAlu }
+  | { op: 'local'; reg: string; alu: LitmusAlu; src: LitmusOperand }
+  | { op: 'rmw'; loc: string; alu: Exclude<LitmusAlu, 'mov'>; src: LitmusOperand; locked: boolean; mnemonic: string }
+  | { op: 'xchg'; loc: string; reg: string }
+  | { op: 'xadd'; loc: string; reg: string }
+  | { op: 'cmpxchg'; loc: string; reg: string }
   | { op: 'mfence' }
-  /** XCHG [loc],reg with reg = value beforehand: locked (a full fence); reg receives the old value. */
-  | { op: 'xchg'; reg: string; loc: string; value: number };
+  | { op: 'nop'; mnemonic: 'LFENCE' | 'SFENCE' };
 
-/** What x86-TSO says about a test's `exists` condition: reachable (Allow) or not (Forbid). */
+/** What x86-TSO says about a test's condition: some allowed final state satisfies it (Allow) or none does (Forbid). */
 export type TsoVerdict = 'Allow' | 'Forbid';
 
 /** A final state: herd's names (`1:EAX`, `x`) to values. */
 export type LitmusState = Readonly<Record<string, number>>;
 
+/** A proposition over final states (herd's `prop`): `true` is an empty `and`, `false` an empty `or`. */
+export type LitmusProp =
+  | { kind: 'atom'; name: string; value: number }
+  | { kind: 'not'; p: LitmusProp }
+  | { kind: 'and'; ps: LitmusProp[] }
+  | { kind: 'or'; ps: LitmusProp[] }
+  | { kind: 'implies'; p: LitmusProp; q: LitmusProp };
+
+/** herd's quantifiers over final states. */
+export type LitmusQuantifier = 'exists' | '~exists' | 'forall';
+
+/** herd's final condition. */
+export interface LitmusCondition {
+  quantifier: LitmusQuantifier;
+  prop: LitmusProp;
+}
+
 /** One litmus test. */
 export interface LitmusTest {
-  /** herdtools7's name (`SB`, `MP`, `2+2W`, ...), or the paper's (`n5`, `n6`). */
+  /** Scenario id: `litmus:SB` for a built-in test, `litmus:<absolute path>#<hash>` for a file given by the user. */
+  id: string;
+  /** herd's name (`SB`, `MP`, `2+2W`, ...). */
   name: string;
-  /** One line: what the test shows. */
+  /** The file's doc string (the quoted line after the name), or ''. */
   title: string;
-  /** Where the verdict (and the shape) comes from. */
+  /** The file: package-relative for a built-in test, as given otherwise. */
+  file: string;
+  /** Where the verdict comes from (the file's `x86-TSO:` comment), or the file when it has none. */
   source: string;
-  /** Shared locations; every one starts at 0. */
+  /** The verdict the file's `x86-TSO:` comment declares, or null. */
+  declared: TsoVerdict | null;
+  /** Shared locations, sorted. */
   locs: readonly string[];
+  /** Each thread's registers (every one it names, or that the init block or the condition gives it), in herd's order. */
+  regs: readonly (readonly string[])[];
+  /** Initial values (`x`, `0:EAX`); everything else starts at 0. */
+  init: LitmusState;
   /** The threads P0, P1, ... */
   threads: readonly (readonly LitmusOp[])[];
-  /** The final state's components, in order: `P:REG` registers and locations. */
+  /** The final state's components herd reports (the condition's and `locations [...]`), in herd's order: registers by thread, then locations. */
   observe: readonly string[];
-  /** herd's `exists` clause: a conjunction over `observe`. */
-  exists: LitmusState;
-  /** x86-TSO's verdict on `exists`. */
-  verdict: TsoVerdict;
-  /** Every final state x86-TSO allows, as values in `observe` order. */
-  allowed: readonly (readonly number[])[];
+  /** The final condition. */
+  condition: LitmusCondition;
 }
 
-const st = (loc: string, value: number): LitmusOp => ({ op: 'store', loc, value });
-const ld = (reg: string, loc: string): LitmusOp => ({ op: 'load', reg, loc });
-const mfence: LitmusOp = { op: 'mfence' };
-const xchg = (reg: string, loc: string, value: number): LitmusOp => ({ op: 'xchg', reg, loc, value });
-
-const KINDS = 'herdtools7 catalogue/x86_64/tests/kinds.txt (x86tso.cat)';
-const X86_CAT = 'catalogue/x86/tests';
-const COHERENCE = 'herdtools7 catalogue/aarch64/tests shape; forbidden by the uniproc check of herd/libdir/x86tso.cat (acyclic po-loc | com)';
-
-/** The catalogue, in the order the CLI prints it. */
-export const LITMUS_TESTS: readonly LitmusTest[] = [
-  {
-    name: 'SB',
-    title: 'store buffering: each load passes the older store to the other location',
-    source: `${KINDS}: Allow; ${X86_CAT}/SB.litmus; SDM Example 8-3`,
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 1), ld('EAX', 'y')],
-      [st('y', 1), ld('EAX', 'x')],
-    ],
-    observe: ['0:EAX', '1:EAX'],
-    exists: { '0:EAX': 0, '1:EAX': 0 },
-    verdict: 'Allow',
-    allowed: [
-      [0, 0],
-      [0, 1],
-      [1, 0],
-      [1, 1],
-    ],
-  },
-  {
-    name: 'SB+mfences',
-    title: 'store buffering with MFENCE between store and load on both sides',
-    source: `${KINDS}: Forbid; ${X86_CAT}/SB+mfences.litmus`,
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 1), mfence, ld('EAX', 'y')],
-      [st('y', 1), mfence, ld('EAX', 'x')],
-    ],
-    observe: ['0:EAX', '1:EAX'],
-    exists: { '0:EAX': 0, '1:EAX': 0 },
-    verdict: 'Forbid',
-    allowed: [
-      [0, 1],
-      [1, 0],
-      [1, 1],
-    ],
-  },
-  {
-    name: 'SB+mfence+po',
-    title: 'store buffering with MFENCE on one side only: still allowed',
-    source: `${KINDS}: Allow; ${X86_CAT}/SB+mfence+po.litmus`,
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 1), mfence, ld('EAX', 'y')],
-      [st('y', 1), ld('EAX', 'x')],
-    ],
-    observe: ['0:EAX', '1:EAX'],
-    exists: { '0:EAX': 0, '1:EAX': 0 },
-    verdict: 'Allow',
-    allowed: [
-      [0, 0],
-      [0, 1],
-      [1, 0],
-      [1, 1],
-    ],
-  },
-  {
-    name: 'SB+xchgs',
-    title: 'store buffering with XCHG as the stores: loads are not reordered with locked instructions',
-    // Not in herdtools7's x86 catalogue: the name is herd's style, the test and verdict are the SDM's.
-    source: 'SDM Example 8-9 (Loads Are not Reordered with Locks): Forbid',
-    locs: ['x', 'y'],
-    threads: [
-      [xchg('EAX', 'x', 1), ld('EBX', 'y')],
-      [xchg('EAX', 'y', 1), ld('EBX', 'x')],
-    ],
-    observe: ['0:EBX', '1:EBX'],
-    exists: { '0:EBX': 0, '1:EBX': 0 },
-    verdict: 'Forbid',
-    allowed: [
-      [0, 1],
-      [1, 0],
-      [1, 1],
-    ],
-  },
-  {
-    name: 'SB+rfi-pos',
-    title: 'store buffering where each CPU first reads its own store (forwarding)',
-    source: `${KINDS}: Allow; ${X86_CAT}/SB+rfi-pos.litmus; SDM Example 8-5`,
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 1), ld('EAX', 'x'), ld('EBX', 'y')],
-      [st('y', 1), ld('EAX', 'y'), ld('EBX', 'x')],
-    ],
-    observe: ['0:EAX', '0:EBX', '1:EAX', '1:EBX'],
-    exists: { '0:EAX': 1, '0:EBX': 0, '1:EAX': 1, '1:EBX': 0 },
-    verdict: 'Allow',
-    allowed: [
-      [1, 0, 1, 0],
-      [1, 0, 1, 1],
-      [1, 1, 1, 0],
-      [1, 1, 1, 1],
-    ],
-  },
-  {
-    name: 'R',
-    title: "a store passes into memory after the other CPU's later store although its load ran first",
-    source: `${KINDS}: Allow; ${X86_CAT}/R.litmus`,
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 1), st('y', 1)],
-      [st('y', 2), ld('EAX', 'x')],
-    ],
-    observe: ['y', '1:EAX'],
-    exists: { y: 2, '1:EAX': 0 },
-    verdict: 'Allow',
-    allowed: [
-      [1, 0],
-      [1, 1],
-      [2, 0],
-      [2, 1],
-    ],
-  },
-  {
-    name: 'R+po+mfence',
-    title: 'R with MFENCE between the store and the load',
-    source: `${KINDS}: Forbid; ${X86_CAT}/R+po+mfence.litmus`,
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 1), st('y', 1)],
-      [st('y', 2), mfence, ld('EAX', 'x')],
-    ],
-    observe: ['y', '1:EAX'],
-    exists: { y: 2, '1:EAX': 0 },
-    verdict: 'Forbid',
-    allowed: [
-      [1, 0],
-      [1, 1],
-      [2, 1],
-    ],
-  },
-  {
-    name: 'MP',
-    title: 'message passing: stores are not reordered with stores, loads not with loads',
-    source: `${KINDS}: Forbid; ${X86_CAT}/MP.litmus; SDM Example 8-1`,
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 1), st('y', 1)],
-      [ld('EAX', 'y'), ld('EBX', 'x')],
-    ],
-    observe: ['1:EAX', '1:EBX'],
-    exists: { '1:EAX': 1, '1:EBX': 0 },
-    verdict: 'Forbid',
-    allowed: [
-      [0, 0],
-      [0, 1],
-      [1, 1],
-    ],
-  },
-  {
-    name: 'LB',
-    title: 'load buffering: stores are not reordered with older loads',
-    source: `${KINDS}: Forbid; ${X86_CAT}/LB.litmus; SDM Example 8-2`,
-    locs: ['x', 'y'],
-    threads: [
-      [ld('EAX', 'x'), st('y', 1)],
-      [ld('EAX', 'y'), st('x', 1)],
-    ],
-    observe: ['0:EAX', '1:EAX'],
-    exists: { '0:EAX': 1, '1:EAX': 1 },
-    verdict: 'Forbid',
-    allowed: [
-      [0, 0],
-      [0, 1],
-      [1, 0],
-    ],
-  },
-  {
-    name: 'S',
-    title: 'a store after a load that saw the other CPU’s second store lands after its first',
-    source: `${KINDS}: Forbid; ${X86_CAT}/S.litmus`,
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 2), st('y', 1)],
-      [ld('EAX', 'y'), st('x', 1)],
-    ],
-    observe: ['x', '1:EAX'],
-    exists: { x: 2, '1:EAX': 1 },
-    verdict: 'Forbid',
-    allowed: [
-      [1, 0],
-      [1, 1],
-      [2, 0],
-    ],
-  },
-  {
-    name: '2+2W',
-    title: 'two CPUs, two stores each, in opposite orders: memory sees one total store order',
-    source: `${KINDS}: Forbid; ${X86_CAT}/2+2W.litmus`,
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 2), st('y', 1)],
-      [st('y', 2), st('x', 1)],
-    ],
-    observe: ['x', 'y'],
-    exists: { x: 2, y: 2 },
-    verdict: 'Forbid',
-    allowed: [
-      [1, 1],
-      [1, 2],
-      [2, 1],
-    ],
-  },
-  {
-    name: 'WRC',
-    title: 'write-to-read causality: stores are transitively visible',
-    source: `${KINDS}: Forbid; catalogue/x86_64/tests/WRC.litmus; SDM Example 8-6`,
-    locs: ['x', 'y'],
-    threads: [[st('x', 1)], [ld('EAX', 'x'), st('y', 1)], [ld('EAX', 'y'), ld('EBX', 'x')]],
-    observe: ['1:EAX', '2:EAX', '2:EBX'],
-    exists: { '1:EAX': 1, '2:EAX': 1, '2:EBX': 0 },
-    verdict: 'Forbid',
-    allowed: [
-      [0, 0, 0],
-      [0, 0, 1],
-      [0, 1, 0],
-      [0, 1, 1],
-      [1, 0, 0],
-      [1, 0, 1],
-      [1, 1, 1],
-    ],
-  },
-  {
-    name: 'IRIW',
-    title: 'independent reads of independent writes: all CPUs see stores in one order',
-    // Not in herdtools7's x86 catalogues: the verdict is the SDM's and the x86-TSO papers'.
-    source: 'SDM Example 8-7 (Stores Are Seen in a Consistent Order by Other Processors): Forbid; x86-TSO (CACM 2010, §2.2)',
-    locs: ['x', 'y'],
-    threads: [[st('x', 1)], [st('y', 1)], [ld('EAX', 'x'), ld('EBX', 'y')], [ld('EAX', 'y'), ld('EBX', 'x')]],
-    observe: ['2:EAX', '2:EBX', '3:EAX', '3:EBX'],
-    exists: { '2:EAX': 1, '2:EBX': 0, '3:EAX': 1, '3:EBX': 0 },
-    verdict: 'Forbid',
-    allowed: [
-      [0, 0, 0, 0],
-      [0, 0, 0, 1],
-      [0, 0, 1, 0],
-      [0, 0, 1, 1],
-      [0, 1, 0, 0],
-      [0, 1, 0, 1],
-      [0, 1, 1, 0],
-      [0, 1, 1, 1],
-      [1, 0, 0, 0],
-      [1, 0, 0, 1],
-      [1, 0, 1, 1],
-      [1, 1, 0, 0],
-      [1, 1, 0, 1],
-      [1, 1, 1, 0],
-      [1, 1, 1, 1],
-    ],
-  },
-  {
-    name: 'n5',
-    title: 'two CPUs store to and reload one location: they cannot see the stores in opposite orders',
-    // Not in herdtools7's catalogues: test and verdict from the x86-TSO papers (an example x86-CC
-    // allowed and x86-TSO forbids), as recalled from them (the text was not at hand to re-check);
-    // the x86-TSO abstract machine the test suite enumerates forbids it too.
-    source: 'x86-TSO papers (TPHOLs 2009, CACM 2010), test n5: Forbid',
-    locs: ['x'],
-    threads: [
-      [st('x', 1), ld('EAX', 'x')],
-      [st('x', 2), ld('EBX', 'x')],
-    ],
-    observe: ['0:EAX', '1:EBX'],
-    exists: { '0:EAX': 2, '1:EBX': 1 },
-    verdict: 'Forbid',
-    allowed: [
-      [1, 1],
-      [1, 2],
-      [2, 2],
-    ],
-  },
-  {
-    name: 'n6',
-    title: 'a CPU reads its own buffered store, then an old value, and its store lands last (Loewenstein)',
-    // Not in herdtools7's catalogues: test and verdict from the CACM paper (§2.2, due to Paul
-    // Loewenstein; observed on an Intel Core 2, forbidden by x86-CC and the Intel white paper,
-    // allowed by x86-TSO).
-    source: 'x86-TSO (CACM 2010 §2.2, test n6): Allow',
-    locs: ['x', 'y'],
-    threads: [
-      [st('x', 1), ld('EAX', 'x'), ld('EBX', 'y')],
-      [st('y', 2), st('x', 2)],
-    ],
-    observe: ['0:EAX', '0:EBX', 'x'],
-    exists: { '0:EAX': 1, '0:EBX': 0, x: 1 },
-    verdict: 'Allow',
-    allowed: [
-      [1, 0, 1],
-      [1, 0, 2],
-      [1, 2, 1],
-      [1, 2, 2],
-      [2, 2, 2],
-    ],
-  },
-  {
-    name: 'CoRR',
-    title: 'coherence: two loads of one location do not go back in time',
-    source: `${COHERENCE}: Forbid`,
-    locs: ['x'],
-    threads: [[st('x', 1)], [ld('EAX', 'x'), ld('EBX', 'x')]],
-    observe: ['1:EAX', '1:EBX'],
-    exists: { '1:EAX': 1, '1:EBX': 0 },
-    verdict: 'Forbid',
-    allowed: [
-      [0, 0],
-      [0, 1],
-      [1, 1],
-    ],
-  },
-  {
-    name: 'CoWW',
-    title: 'coherence: two stores of one CPU to one location land in program order',
-    source: `${COHERENCE}: Forbid`,
-    locs: ['x'],
-    threads: [[st('x', 1), st('x', 2)]],
-    observe: ['x'],
-    exists: { x: 1 },
-    verdict: 'Forbid',
-    allowed: [[2]],
-  },
-  {
-    name: 'CoWR',
-    title: 'coherence: a load sees the same CPU’s older store to the location',
-    source: `${COHERENCE}: Forbid; SDM Example 8-4`,
-    locs: ['x'],
-    threads: [[st('x', 1), ld('EAX', 'x')]],
-    observe: ['0:EAX'],
-    exists: { '0:EAX': 0 },
-    verdict: 'Forbid',
-    allowed: [[1]],
-  },
-  {
-    name: 'CoRW1',
-    title: 'coherence: a load does not see the same CPU’s later store',
-    source: `${COHERENCE}: Forbid`,
-    locs: ['x'],
-    threads: [[ld('EAX', 'x'), st('x', 1)]],
-    observe: ['0:EAX'],
-    exists: { '0:EAX': 1 },
-    verdict: 'Forbid',
-    allowed: [[0]],
-  },
-  {
-    name: 'CoRW2',
-    title: 'coherence: a store after a load that saw another store lands after it',
-    source: `${COHERENCE}: Forbid`,
-    locs: ['x'],
-    threads: [[st('x', 1)], [ld('EAX', 'x'), st('x', 2)]],
-    observe: ['x', '1:EAX'],
-    exists: { x: 1, '1:EAX': 1 },
-    verdict: 'Forbid',
-    allowed: [
-      [1, 0],
-      [2, 0],
-      [2, 1],
-    ],
-  },
-];
-
-/** The test called `name` (exact, then case-insensitive), or undefined. */
-export function findLitmusTest(name: string): LitmusTest | undefined {
-  return LITMUS_TESTS.find((t) => t.name === name) ?? LITMUS_TESTS.find((t) => t.name.toLowerCase() === name.toLowerCase());
+/** The initial value of a location or register (`x`, `0:EAX`): the init block's, else 0. */
+export function initialValue(t: LitmusTest, name: string): number {
+  return t.init[name] ?? 0;
 }
 
-/** A thread's registers, in the order its instructions first write them. */
-export function threadRegs(ops: readonly LitmusOp[]): string[] {
-  const regs: string[] = [];
-  for (const o of ops) if (o.op !== 'store' && o.op !== 'mfence' && !regs.includes(o.reg)) regs.push(o.reg);
-  return regs;
+/** Evaluate a proposition on a final state given as a lookup of herd names. */
+export function evalProp(p: LitmusProp, value: (name: string) => number): boolean {
+  switch (p.kind) {
+    case 'atom':
+      return value(p.name) === p.value;
+    case 'not':
+      return !evalProp(p.p, value);
+    case 'and':
+      return p.ps.every((q) => evalProp(q, value));
+    case 'or':
+      return p.ps.some((q) => evalProp(q, value));
+    case 'implies':
+      return !evalProp(p.p, value) || evalProp(p.q, value);
+  }
 }
 
-/** The location an observed name reads, or the register's thread and name. */
-export function parseObserved(name: string): { thread: number; reg: string } | { loc: string } {
-  const m = /^(\d+):(\w+)$/.exec(name);
-  return m ? { thread: Number(m[1]), reg: m[2]! } : { loc: name };
+/** Whether a final state (values in `observe` order) satisfies the test's proposition. */
+export function satisfies(t: LitmusTest, values: readonly number[]): boolean {
+  return evalProp(t.condition.prop, (name) => values[t.observe.indexOf(name)]!);
 }
 
 /**
- * The values each observed component can take at all (0, or a value some instruction stores to
- * the location it reads): the candidate final states are their product.
+ * herd's result for a set of final states (values in `observe` order): `exists` holds when some
+ * state satisfies the proposition, `~exists` when none does, `forall` when every one does.
  */
-export function candidateValues(t: LitmusTest): number[][] {
-  const stored = (loc: string): number[] => {
-    const vals = new Set<number>([0]);
-    for (const ops of t.threads) {
-      for (const o of ops) {
-        if ((o.op === 'store' || o.op === 'xchg') && o.loc === loc) vals.add(o.value);
-      }
-    }
-    return [...vals].sort((a, b) => a - b);
+export function conditionHolds(t: LitmusTest, states: readonly (readonly number[])[]): boolean {
+  const pos = states.filter((v) => satisfies(t, v)).length;
+  switch (t.condition.quantifier) {
+    case 'exists':
+      return pos > 0;
+    case '~exists':
+      return pos === 0;
+    case 'forall':
+      return pos === states.length;
+  }
+}
+
+/** herd's kind of a test (its first output line, `Test SB Allowed`): from the quantifier. */
+export function herdKind(q: LitmusQuantifier): 'Allowed' | 'Forbidden' | 'Required' {
+  return q === 'exists' ? 'Allowed' : q === '~exists' ? 'Forbidden' : 'Required';
+}
+
+/** herd's spelling of a proposition (`0:EAX=0 /\ 1:EAX=0`). */
+export function propText(p: LitmusProp): string {
+  const sub = (q: LitmusProp, parent: LitmusProp['kind']): string => {
+    const s = propText(q);
+    const needs = q.kind === 'implies' || (q.kind === 'or' && q.ps.length > 1 && parent !== 'or') || (q.kind === 'and' && q.ps.length > 1 && parent === 'not');
+    return needs ? `(${s})` : s;
   };
-  return t.observe.map((name) => {
-    const p = parseObserved(name);
-    if ('loc' in p) return stored(p.loc);
-    const ops = t.threads[p.thread] ?? [];
-    const locs = ops.filter((o): o is Extract<LitmusOp, { reg: string }> => o.op !== 'store' && o.op !== 'mfence' && o.reg === p.reg).map((o) => o.loc);
-    const vals = new Set<number>();
-    for (const l of locs) for (const v of stored(l)) vals.add(v);
-    return [...vals].sort((a, b) => a - b);
-  });
+  switch (p.kind) {
+    case 'atom':
+      return `${p.name}=${p.value}`;
+    case 'not':
+      return `~${sub(p.p, 'not')}`;
+    case 'and':
+      return p.ps.length === 0 ? 'true' : p.ps.map((q) => sub(q, 'and')).join(' /\\ ');
+    case 'or':
+      return p.ps.length === 0 ? 'false' : p.ps.map((q) => sub(q, 'or')).join(' \\/ ');
+    case 'implies':
+      return `${sub(p.p, 'implies')} => ${sub(p.q, 'implies')}`;
+  }
+}
+
+/** herd's spelling of the final condition: `exists (0:EAX=0 /\ 1:EAX=0)`. */
+export function conditionFull(t: LitmusTest): string {
+  return `${t.condition.quantifier} (${propText(t.condition.prop)})`;
 }
 
 /** herd's spelling of a final state: `0:EAX=0; 1:EAX=1;`. */
@@ -483,21 +190,81 @@ export function stateRecord(t: LitmusTest, values: readonly number[]): Record<st
   return Object.fromEntries(t.observe.map((name, i) => [name, values[i]!]));
 }
 
-/** Whether a final state (values in `observe` order) satisfies the test's `exists` clause. */
-export function satisfiesExists(t: LitmusTest, values: readonly number[]): boolean {
-  return t.observe.every((name, i) => t.exists[name] === undefined || t.exists[name] === values[i]);
+function operandText(o: LitmusOperand): string {
+  return 'imm' in o ? `$${o.imm}` : o.reg;
 }
 
 /** herd's spelling of an instruction. */
 export function herdOp(o: LitmusOp): string {
   switch (o.op) {
     case 'store':
-      return `MOV [${o.loc}],$${o.value}`;
+      return `MOV [${o.loc}],${operandText(o.src)}`;
     case 'load':
-      return `MOV ${o.reg},[${o.loc}]`;
+      return `${o.alu.toUpperCase()} ${o.reg},[${o.loc}]`;
+    case 'local':
+      return `${o.alu.toUpperCase()} ${o.reg},${operandText(o.src)}`;
+    case 'rmw':
+      return `${o.locked ? 'LOCK ' : ''}${o.mnemonic} [${o.loc}]${o.mnemonic === 'INC' || o.mnemonic === 'DEC' ? '' : `,${operandText(o.src)}`}`;
+    case 'xchg':
+      return `XCHG [${o.loc}],${o.reg}`;
+    case 'xadd':
+      return `LOCK XADD [${o.loc}],${o.reg}`;
+    case 'cmpxchg':
+      return `LOCK CMPXCHG [${o.loc}],${o.reg}`;
     case 'mfence':
       return 'MFENCE';
-    case 'xchg':
-      return `XCHG [${o.loc}],${o.reg} (${o.reg}=$${o.value})`;
+    case 'nop':
+      return o.mnemonic;
   }
+}
+
+/** Folder of the built-in catalogue inside the package, relative to its root. */
+export const LITMUS_DIR = 'litmus/x86';
+
+/** The package root: the nearest folder above this module with a package.json and the catalogue folder. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, LITMUS_DIR, '@all'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new EmuError('EMU_ERR_INTERNAL', `the built-in litmus catalogue (${LITMUS_DIR}/@all) is missing from the package`);
+    dir = up;
+  }
+}
+
+/** Absolute path of the built-in catalogue's folder. */
+export const LITMUS_DIR_PATH = join(packageRoot(), LITMUS_DIR);
+
+/**
+ * The file names an `@all`-style index lists (herd's convention: one per line, `#` comments and
+ * blank lines skipped), in order.
+ */
+export function readIndex(text: string): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.replace(/#.*/, '').trim())
+    .filter((l) => l !== '');
+}
+
+function loadCatalogue(): LitmusTest[] {
+  const root = dirname(dirname(LITMUS_DIR_PATH));
+  const tests = readIndex(readFileSync(join(LITMUS_DIR_PATH, '@all'), 'utf8')).map((f) => {
+    const path = join(LITMUS_DIR_PATH, f);
+    const file = relative(root, path);
+    return parseLitmus(readFileSync(path, 'utf8'), file, (name) => `litmus:${name}`);
+  });
+  const names = new Set<string>();
+  for (const t of tests) {
+    if (names.has(t.name)) throw new EmuError('EMU_ERR_INTERNAL', `the built-in litmus catalogue has two tests named ${t.name}`);
+    names.add(t.name);
+  }
+  return tests;
+}
+
+/** The built-in catalogue (litmus/x86/*.litmus, parsed when this module loads), in the order the CLI prints it. */
+export const LITMUS_TESTS: readonly LitmusTest[] = loadCatalogue();
+
+/** The built-in test called `name` (exact, then case-insensitive), or undefined. */
+export function findLitmusTest(name: string): LitmusTest | undefined {
+  return LITMUS_TESTS.find((t) => t.name === name) ?? LITMUS_TESTS.find((t) => t.name.toLowerCase() === name.toLowerCase());
 }

@@ -419,10 +419,10 @@ function cliUsage(stderr: string): Map<string, string> {
   return usage;
 }
 
-test('every flag of run, race, tour and list --help is in README\'s usage lines and in the CLI\'s usage', async (t) => {
+test('every flag of run, race, tour, list, campaign and merge --help is in README\'s usage lines and in the CLI\'s usage', async (t) => {
   const readme = readmeUsage();
   const printed = cliUsage((await hvemu(['no-such-command'])).stderr);
-  for (const cmd of ['run', 'race', 'replay', 'tour', 'list']) {
+  for (const cmd of ['run', 'race', 'replay', 'tour', 'list', 'campaign', 'merge']) {
     const help = await hvemu([cmd, '--help']);
     t.is(help.code, 0, help.stderr);
     const flags = [...help.stdout.matchAll(/^\s+(?:-\w, )?(--[a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((f) => f !== '--help');

@@ -39,6 +39,7 @@ export const ALLOWED: Record<string, string[]> = {
   scenarios: ['mem', 'sync', 'apic', 'kvm', 'trace', 'host', 'invariants', 'runtime', 'hw', 'kvm-vendor', 'util', 'errors'],
   cli: ['runtime', 'scenarios', 'guest', 'kvm', 'host', 'trace', 'invariants', 'errors'],
   index: ['*'],
+  'fast-check': ['scenarios', 'runtime', 'errors'],
 };
 
 function imports(file: string): string[] {
