@@ -10,7 +10,7 @@
  */
 import { PCPU, RunState, VCPU, VM, type PcpuId, type VcpuId } from '../mem/layout.js';
 import { runAborted } from '../sync/wait.js';
-import { vcpuEnterGuest } from '../kvm/x86.js';
+import { handleHostIrqs, vcpuEnterGuest } from '../kvm/x86.js';
 import { kvmVcpuBlockBegin, kvmVcpuBlockEnd, kvmVcpuBlockIter } from '../kvm/block.js';
 import { TASK_INTERRUPTIBLE } from '../kvm/kick.js';
 import { timerRemainingUs } from '../kvm/lapic-timer.js';
@@ -79,8 +79,10 @@ export class VcpuActor {
     this.cpu = p;
     this.ctx.cpu = p;
     acc.writeOnce(L.pcpu(p, PCPU.CURRENT_VCPU), this.vcpu, 'sched:current-vcpu');
-    acc.writeOnce(L.vcpu(this.vcpu, VCPU.CPU), p, 'vcpu:cpu-write');
+    // kvm_arch_vcpu_load(): the vendor's vcpu_load sees vcpu->cpu still naming the previous
+    // pCPU (vmx_vcpu_pi_load leaves that pCPU's wakeup list), then vcpu->cpu = cpu.
     this.ctx.ops.vcpuLoad(this.ctx, this.vcpu, p);
+    acc.writeOnce(L.vcpu(this.vcpu, VCPU.CPU), p, 'vcpu:cpu-write');
     this.loaded = true;
   }
 
@@ -88,20 +90,32 @@ export class VcpuActor {
   put(): void {
     const { acc, L } = this.ctx;
     this.ctx.ops.vcpuPut(this.ctx, this.vcpu);
+    // finish_task_switch(): IRQs come back on right after the switch and the pCPU takes what is
+    // pending (e.g. the PI wakeup self-IPI of vmx_vcpu_pi_put); here the switching thread runs
+    // the handlers, still on this pCPU, before handing it on.
+    handleHostIrqs(this.ctx);
     acc.writeOnce(L.pcpu(this.cpu, PCPU.CURRENT_VCPU), -1, 'sched:current-vcpu');
     this.ctx.cpu = -1;
     this.loaded = false;
     pcpuRunUnlock(acc, this.cpu);
   }
 
-  /** schedule() while blocked: sched-out, sleep while TASK_INTERRUPTIBLE, sched-in. */
-  private schedule(): void {
+  /**
+   * The switched-out task asleep in schedule(): until it is woken (kvm_vcpu_wake_up took it out
+   * of TASK_INTERRUPTIBLE), the LAPIC timer's deadline passes (its hrtimer wakes the task), or
+   * the run stops. A block slice that merely times out is not a wake-up: the task sleeps on (it
+   * only yields to the worker's event loop), so a lost wake-up stays lost.
+   */
+  private async sleep(): Promise<void> {
     const { acc, L } = this.ctx;
-    this.put();
-    // Sleep until woken, the LAPIC timer's deadline (its hrtimer), or the end of a block slice.
-    const ms = Math.min(this.params.blockSliceMs, timerRemainingUs(this.ctx, this.vcpu) / 1000);
-    acc.wait(L.vcpu(this.vcpu, VCPU.TASK_STATE), TASK_INTERRUPTIBLE, ms, 'vcpu:schedule');
-    this.load();
+    const st = L.vcpu(this.vcpu, VCPU.TASK_STATE);
+    for (;;) {
+      const ms = Math.min(this.params.blockSliceMs, timerRemainingUs(this.ctx, this.vcpu) / 1000);
+      acc.wait(st, TASK_INTERRUPTIBLE, ms, 'vcpu:schedule');
+      if (acc.readOnce(st, 'vcpu:task-state-read') !== TASK_INTERRUPTIBLE) return;
+      if (timerRemainingUs(this.ctx, this.vcpu) === 0 || this.stopping()) return;
+      await yieldToEventLoop();
+    }
   }
 
   /** Halt: block until runnable or the run stops. @kvm arch/x86/kvm/x86.c vcpu_block */
@@ -109,9 +123,23 @@ export class VcpuActor {
     const { ctx, vcpu } = this;
     kvmVcpuBlockBegin(ctx, vcpu);
     try {
-      while (!kvmVcpuBlockIter(ctx, vcpu, () => this.schedule())) {
+      for (;;) {
+        // schedule(): sched-out (vcpu_put) unless woken meanwhile; asleep; sched-in (vcpu_load).
+        let switchedOut = false;
+        const runnable = kvmVcpuBlockIter(ctx, vcpu, () => {
+          this.put();
+          switchedOut = true;
+        });
+        if (runnable) return;
+        if (switchedOut) {
+          await this.sleep();
+          this.load();
+          // Switched back in: a new time slice (a halt that finds the vCPU runnable at once
+          // does not get one, so a vCPU that halts and runs on is still preempted).
+          this.sliceStart = performance.now();
+        }
         if (this.stopping()) return;
-        await yieldToEventLoop();
+        if (!switchedOut) await yieldToEventLoop();
       }
     } finally {
       kvmVcpuBlockEnd(ctx, vcpu);
@@ -125,11 +153,7 @@ export class VcpuActor {
     try {
       this.sliceStart = performance.now();
       while (!this.stopping()) {
-        if (vcpuEnterGuest(ctx, vcpu, this.guest, params.guestSteps) === 'halt') {
-          await this.block();
-          this.sliceStart = performance.now();
-          continue;
-        }
+        if (vcpuEnterGuest(ctx, vcpu, this.guest, params.guestSteps) === 'halt') await this.block();
         if (performance.now() - this.sliceStart >= params.sliceMs) {
           if (!cpuActive(ctx.acc, this.cpu)) {
             // The pCPU is going offline: migrate (sched-out here, sched-in on another pCPU).

@@ -22,6 +22,12 @@ export interface IpiStormParams {
   vectorHi: number;
   /** Before each HLT the guest arms its LAPIC timer this many µs ahead (its idle tick). */
   haltTimerUs?: number;
+  /**
+   * Tickless idle (NOHZ): every vCPU but vCPU 0 halts without arming its timer, so only an
+   * interrupt wakes it; vCPU 0 keeps the idle tick, so the storm cannot stall. A lost wake-up
+   * then loses the interrupt instead of delaying it to the next tick.
+   */
+  tickless?: boolean;
 }
 
 /** The storm's defaults: bursts of 8, vectors 0x40..0xdf, a 250 µs idle tick. */
@@ -56,7 +62,7 @@ export class IpiStormGuest implements GuestProgram {
       this.armed = false;
       return { kind: 'wrmsr', msr: MSR_TSC_DEADLINE, lo: 0, hi: 0 };
     }
-    const tick = this.p.haltTimerUs ?? 0;
+    const tick = this.p.tickless && this.self !== 0 ? 0 : (this.p.haltTimerUs ?? 0);
     if (tick > 0 && !this.armed) {
       this.armed = true;
       return { kind: 'wrmsr', msr: MSR_TSC_DEADLINE, lo: (this.clockUs() + tick) | 0, hi: 0 };
@@ -65,8 +71,11 @@ export class IpiStormGuest implements GuestProgram {
     this.sentInBurst = 0;
     return { kind: 'hlt' };
   }
-  onInterrupt(): void {
-    // The handler body: nothing to do besides the EOI the CPU model performs.
+  onInterrupt(vector: number): void {
+    // The handler body: nothing to do besides the EOI the CPU model performs — except that the
+    // idle tick has fired, so the next HLT arms a new one (a host preemption between the arming
+    // WRMSR and the HLT can let the deadline pass first).
+    if (vector === TIMER_VECTOR) this.armed = false;
   }
   step(): GuestAction {
     if (this.nrVcpus < 2 || !this.sending()) return this.halt(true);

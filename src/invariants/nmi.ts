@@ -4,12 +4,9 @@
  * and the source that raised them) and the NMI handler invocations in the order they ran.
  */
 import type { Violation } from './checks.js';
+import type { NmiEntry, NmiOutcome } from '../host/nmi.js';
 
-/** How one invocation of the Linux NMI handler (`default_do_nmi`) ended. */
-export type NmiOutcome = 'handled' | 'swallowed' | 'unknown';
-
-/** Who called the NMI handler: the CPU through the host IDT, or KVM for an NMI VM-exit. */
-export type NmiEntry = 'host-idt' | 'kvm-exit';
+export type { NmiEntry, NmiOutcome } from '../host/nmi.js';
 
 /** One NMI that arrived at the pCPU: its arrival sequence number and who raised it. */
 export interface NmiArrival {

@@ -31,7 +31,10 @@ export interface PiEntryRound {
   notificationPending: boolean;
   /** Vectors the senders posted this round. */
   posted: readonly number[];
-  /** vIRR words 0..7: what the entry sync and the CPU's posted-interrupt processing moved there. */
+  /**
+   * vIRR words 0..7: what the entry sync and the CPU's posted-interrupt processing moved there
+   * (with APICv the CPU may already have delivered it to the guest: count those in as well).
+   */
   virr: ArrayLike<number>;
   /** Vectors the pre-entry sync (vmx_sync_pir_to_irr) picked up, and those a notification delivered in the guest. */
   syncedAtEntry: readonly number[];

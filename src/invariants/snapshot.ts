@@ -2,7 +2,7 @@
  * Snapshots of machine state for the invariant checkers: plain data, taken by the main thread
  * through its access layer without race points (bookkeeping reads).
  */
-import { PCPU, PID, SAVIC_NMI_REQUEST, VCPU, VM, VMCB, type Addr, type Layout } from '../mem/layout.js';
+import { AVIC_PHYSID, PCPU, PID, SAVIC_NMI_REQUEST, VCPU, VM, VMCB, type Addr, type Layout } from '../mem/layout.js';
 import { APIC_IRR, APIC_ISR, APIC_PROCPRI, APIC_TASKPRI } from '../mem/apicdef.js';
 import type { Access } from '../mem/access.js';
 import type { HostVirtState, PcpuHostState } from '../host/host-state.js';
@@ -33,7 +33,7 @@ export interface VcpuSnapshot {
   ppr: number;
   /** Armed LAPIC timer deadline (µs of machine time), 0 if disarmed. */
   timerDeadline: number;
-  /** AVIC physical APIC ID table entry (Valid | IsRunning | host ID); 0 for other vendors. */
+  /** AVIC physical APIC ID table entry, bits 63:32 (Valid bit 31, IsRunning bit 30); 0 for other vendors. */
   avicEntry: number;
   /** pCPU the vCPU is loaded on right now (per-CPU current vCPU), -1 if none. */
   loadedOn: number;
@@ -142,7 +142,7 @@ export function snapshotMachine(acc: Access): MachineSnapshot {
       tpr: acc.peek(L.apicReg(v, APIC_TASKPRI)),
       ppr: acc.peek(L.apicReg(v, APIC_PROCPRI)),
       timerDeadline: acc.peek(L.vcpu(v, VCPU.TIMER_DEADLINE)),
-      avicEntry: acc.peek(L.avicPhysId(v)),
+      avicEntry: acc.peek(L.avicPhysId(v, AVIC_PHYSID.ENTRY_HI)),
       loadedOn: L.config.pcpus > 0 ? loadedOn(acc, L, v) : -1,
       ...(L.config.savic ? { savic: savicSnapshot(acc, L, v) } : {}),
     });

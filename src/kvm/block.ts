@@ -41,9 +41,11 @@ export function kvmVcpuBlockBegin(ctx: KvmCtx, v: VcpuId): void {
 
 /**
  * One iteration of the rcuwait loop: set_current_state(TASK_INTERRUPTIBLE) (a full barrier),
- * check, and if still not runnable call `schedule(ms)` which sleeps while TASK_STATE stays
- * TASK_INTERRUPTIBLE. Returns true once the vCPU is runnable.
- * @kvm virt/kvm/kvm_main.c kvm_vcpu_block
+ * check, and if still not runnable call `schedule()`, which switches the task out (vcpu_put)
+ * and sleeps while TASK_STATE stays TASK_INTERRUPTIBLE. A task woken since set_current_state()
+ * is TASK_RUNNING again and is not switched out (__schedule does not dequeue it), so then
+ * `schedule` is not called. Returns true once the vCPU is runnable.
+ * @kvm virt/kvm/kvm_main.c kvm_vcpu_block (kernel/sched/core.c __schedule: prev->__state)
  */
 export function kvmVcpuBlockIter(ctx: KvmCtx, v: VcpuId, schedule: () => void): boolean {
   const { acc, L } = ctx;
@@ -55,7 +57,7 @@ export function kvmVcpuBlockIter(ctx: KvmCtx, v: VcpuId, schedule: () => void): 
     acc.writeOnce(st, TASK_RUNNING, 'vcpu:task-running');
     return true;
   }
-  schedule();
+  if (acc.readOnce(st, 'sched:task-state-read') === TASK_INTERRUPTIBLE) schedule();
   return false;
 }
 

@@ -14,7 +14,8 @@ import {
   type LapicIrq,
 } from '../apic/index.js';
 import { badParam } from '../errors.js';
-import { kvmMakeRequest, KVM_REQ_EVENT, KVM_REQ_NMI } from './requests.js';
+import { kvmMakeRequest, KVM_REQ_EVENT } from './requests.js';
+import { kvmInjectNmi } from './nmi.js';
 import { kvmVcpuKick } from './kick.js';
 import { EV } from '../trace/events.js';
 import type { KvmCtx } from './x86-ops.js';
@@ -32,8 +33,7 @@ export function kvmApicSetIrq(ctx: KvmCtx, t: VcpuId, irq: LapicIrq): AcceptResu
       ctx.ops.deliverInterrupt(ctx, t, vector, trigger === 'level');
     },
     injectNmi() {
-      kvmMakeRequest(ctx.acc, t, KVM_REQ_NMI);
-      kvmVcpuKick(ctx, t);
+      kvmInjectNmi(ctx, t);
     },
     pendingInit() {
       kvmMakeRequest(ctx.acc, t, KVM_REQ_EVENT);

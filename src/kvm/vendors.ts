@@ -3,8 +3,9 @@
  */
 import type { Access } from '../mem/access.js';
 import type { KvmX86Ops } from './x86-ops.js';
+import type { PatchSet } from './patches.js';
 import { badParam } from '../errors.js';
-import { vmxVcpuCreate, vmxX86Ops } from './vmx/vmx.js';
+import { vmxVcpuCreate, vmxVmInit, vmxX86Ops } from './vmx/vmx.js';
 import { tdxVcpuCreate, tdxX86Ops } from './vmx/tdx.js';
 import { tdxMachineAreaWords, tdxMachineHostInit, tdxMachineHostSnapshot, tdxMachineHotplug, tdxMachinePcpuHostState } from './vmx/tdx-machine-host.js';
 import type { HostVirtState, PcpuHostState } from '../host/host-state.js';
@@ -25,7 +26,7 @@ export interface VendorModule {
   /** Words of machine memory the vendor lays out itself (the layout's vendor area). */
   areaWords?(vcpus: number, pcpus: number, packages: number): number;
   /** The vendor's cpuhp callbacks for pCPU hotplug, as thread `acc` runs them (TDX: tdx_offline_cpu, VMXOFF / VMXON, LP.INIT). */
-  hotplug?(acc: Access): HotplugCallbacks;
+  hotplug?(acc: Access, patches?: PatchSet): HotplugCallbacks;
   /** VM-wide host state for snapshots (TDX: kvm_usage_count, tdx_module_status, nr_configured_hkid). */
   hostSnapshot?(acc: Access): HostVirtState | undefined;
   /** Once per machine, after every vCPU is created: the vendor area's boot state. */
@@ -35,7 +36,7 @@ export interface VendorModule {
 }
 
 const modules: Record<Vendor, VendorModule> = {
-  vmx: { ops: vmxX86Ops, vcpuCreate: vmxVcpuCreate },
+  vmx: { ops: vmxX86Ops, vcpuCreate: (acc, v, firstCpu) => vmxVcpuCreate(acc, v, firstCpu), vmInit: vmxVmInit },
   svm: { ops: svmX86Ops, vcpuCreate: (acc, v) => svmVcpuCreate(acc, v) },
   tdx: { ops: tdxX86Ops, vcpuCreate: tdxVcpuCreate, areaWords: tdxMachineAreaWords, vmInit: tdxMachineHostInit, pcpuSnapshot: tdxMachinePcpuHostState, hotplug: tdxMachineHotplug, hostSnapshot: tdxMachineHostSnapshot },
   savic: { ops: savicX86Ops, vcpuCreate: (acc, v) => savicVcpuCreate(acc, v) },

@@ -31,6 +31,8 @@ export interface KvmCtx {
 
 /** Reasons a guest run stops, as VM-exit reasons (SDM appendix C names). */
 export const ExitReason = {
+  /** EXIT_REASON_EXCEPTION_NMI: an exception or NMI (here: a host NMI) caused the exit. */
+  EXCEPTION_NMI: 0,
   EXTERNAL_INTERRUPT: 1,
   HLT: 12,
   MSR_WRITE: 32,
@@ -55,6 +57,11 @@ export interface GuestProgram {
   onInterrupt(vector: number): void;
   /** The CPU delivered an NMI to the guest (the guest's handler runs, then IRET). */
   onNmi?(): void;
+  /**
+   * RFLAGS.IF: whether the CPU may deliver a maskable interrupt at this instruction boundary
+   * (absent: always 1). A guest that does `sti; hlt` has IF = 1 again when it HLTs.
+   */
+  interruptsEnabled?(): boolean;
   /** The guest's next instruction of interest. */
   step(): GuestAction;
 }
@@ -62,8 +69,12 @@ export interface GuestProgram {
 /** Result of one guest run (VM-entry to VM-exit). */
 export interface GuestExit {
   reason: ExitReason;
-  /** AVIC_INCOMPLETE_IPI: destinations whose IsRunning was clear. */
-  incompleteIpiTargets?: VcpuId[];
+  /**
+   * SVM: the VMCB's exit_info_1 / exit_info_2 as 32-bit halves (AVIC_INCOMPLETE_IPI: the ICR
+   * high:low, and the failure id : physical APIC ID table index).
+   */
+  exitInfo1?: { hi: number; lo: number };
+  exitInfo2?: { hi: number; lo: number };
   /** For MSR_WRITE and VMGEXIT (MSR_PROT): the MSR and value. */
   msr?: number;
   lo?: number;
@@ -86,6 +97,12 @@ export interface KvmX86Ops {
   injectPending(ctx: KvmCtx, v: VcpuId): void;
   /** Inject a pending NMI at entry (KVM_REQ_NMI -> process_nmi). @kvm kvm_x86_ops.inject_nmi */
   injectNmi?(ctx: KvmCtx, v: VcpuId): void;
+  /** May an NMI be injected now? (default: yes) @kvm kvm_x86_ops.nmi_allowed */
+  nmiAllowed?(ctx: KvmCtx, v: VcpuId): boolean;
+  /** Are the guest's NMIs masked (in its NMI handler)? (default: no) @kvm kvm_x86_ops.get_nmi_mask */
+  getNmiMask?(ctx: KvmCtx, v: VcpuId): boolean;
+  /** Is a virtual NMI pending in hardware (vNMI)? (default: no) @kvm kvm_x86_ops.is_vnmi_pending */
+  isVnmiPending?(ctx: KvmCtx, v: VcpuId): boolean;
   /** sched-in on `cpu`. @kvm kvm_x86_ops.vcpu_load */
   vcpuLoad(ctx: KvmCtx, v: VcpuId, cpu: PcpuId): void;
   /** sched-out. @kvm kvm_x86_ops.vcpu_put */

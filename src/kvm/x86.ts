@@ -25,6 +25,7 @@ import { kvmInjectPendingTimerIrqs, kvmSetLapicTscdeadlineMsr, MSR_IA32_TSC_DEAD
 import { EV } from '../trace/events.js';
 import { ExitReason, type GuestProgram, type KvmCtx } from './x86-ops.js';
 import { definePatch } from './patches.js';
+import { kvmInjectPendingNmi, processNmi } from './nmi.js';
 
 /**
  * Bug patch (PI-6): vcpu_enter_guest syncs the PIR into the IRR only while APICv is active —
@@ -39,6 +40,30 @@ export const PATCH_SYNC_PIR_ONLY_WITH_APICV = definePatch({
   summary: 'sync_pir_to_irr at VM-entry (and the fastpath re-entry) only while APICv is active',
   origin: { kind: 'revert', ref: '37c4dbf337c5c2cdb24365ffae6ed70ac1e74d7a', subject: 'KVM: x86: check PIR even for vCPUs with disabled APICv' },
   kernel: 'before v5.16 (the fix went to stable)',
+  vendors: ['vmx'],
+});
+
+/**
+ * Bug patch (PI-1): vcpu_enter_guest has no full barrier between `vcpu->mode = IN_GUEST_MODE`
+ * and the PID.ON read of sync_pir_to_irr (kvm_vcpu_srcu_read_unlock's smp_mb(), which
+ * smp_mb__after_srcu_read_unlock() documents, left out). The mode store can then sit in the
+ * store buffer while the vCPU reads ON = 0, and a sender's locked ON update followed by its
+ * mode read sees OUTSIDE_GUEST_MODE: neither notifies, the vector waits in the PIR until an
+ * unrelated VM-exit. Hypothetical: the barrier after the mode store is older than posted
+ * interrupts (it also orders the store before the requests check); comment (2) at this spot
+ * documents its pairing with pi_test_and_set_on.
+ * @kvm arch/x86/kvm/x86.c vcpu_enter_guest (without smp_mb__after_srcu_read_unlock's barrier)
+ */
+export const PATCH_ENTER_GUEST_NO_MB = definePatch({
+  id: 'kvm-enter-guest-no-mb',
+  step: 'vcpu_enter_guest',
+  summary: 'no full barrier between vcpu->mode = IN_GUEST_MODE and the PID.ON read of sync_pir_to_irr (store buffering against the sender\'s ON test-and-set / mode read)',
+  origin: {
+    kind: 'hypothetical',
+    ref: 'arch/x86/kvm/x86.c vcpu_enter_guest',
+    subject: '"2) For APICv, we should set ->mode before checking PID.ON. This pairs with the memory barrier implicit in pi_test_and_set_on (see vmx_deliver_posted_interrupt)." — no released kernel dropped the barrier',
+  },
+  kernel: 'none known (every kernel read for this project orders the mode store before the PID.ON read with a full barrier)',
   vendors: ['vmx'],
 });
 
@@ -63,7 +88,11 @@ export function kvmVcpuExitRequest(ctx: KvmCtx, v: VcpuId): boolean {
  */
 export function handleHostIrqs(ctx: KvmCtx): void {
   if (ctx.cpu < 0) return;
-  const bits = doorbellTake(ctx.acc, ctx.L.pcpu(ctx.cpu, PCPU.HOST_IRR_SYS), 'apic:host-irq-ack');
+  // local_irq_enable() is no barrier: the CPU acknowledges (a locked exchange here) only what is
+  // pending.
+  const irr = ctx.L.pcpu(ctx.cpu, PCPU.HOST_IRR_SYS);
+  if (ctx.acc.readOnce(irr, 'apic:host-irr-read') === 0) return;
+  const bits = doorbellTake(ctx.acc, irr, 'apic:host-irq-ack');
   for (let b = bits; b !== 0; ) {
     const bit = 31 - Math.clz32(b);
     b &= ~(1 << bit);
@@ -87,18 +116,27 @@ export function vcpuEnterGuest(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxS
   if (kvmRequestPending(acc, v)) {
     if (kvmCheckRequest(acc, v, KVM_REQ_VM_DEAD)) throw vmDeadError(ctx, v);
     if (kvmCheckRequest(acc, v, KVM_REQ_APICV_UPDATE)) kvmVcpuUpdateApicv(ctx, v);
-    // process_nmi + inject: vendors without an NMI model count the NMI and drop it.
-    if (kvmCheckRequest(acc, v, KVM_REQ_NMI)) {
-      if (ops.injectNmi) ops.injectNmi(ctx, v);
-      else ctx.stats.count('nmisDropped');
+    // process_nmi (kvm/nmi.ts), then event injection: one pending NMI (vendors without an NMI
+    // model count it and drop it), then interrupts.
+    if (kvmCheckRequest(acc, v, KVM_REQ_NMI)) processNmi(ctx, v);
+    if (kvmCheckRequest(acc, v, KVM_REQ_EVENT)) {
+      kvmInjectPendingNmi(ctx, v);
+      ops.injectPending(ctx, v);
     }
-    if (kvmCheckRequest(acc, v, KVM_REQ_EVENT)) ops.injectPending(ctx, v);
   }
+  // kvm_lapic_enabled() of step 5, read first: only this thread changes it, and under x86-TSO
+  // these loads may pass the mode store anyway.
+  const lapicEnabled = apicEnabled(acc, v);
+  const noMb = ctx.patches.has(PATCH_ENTER_GUEST_NO_MB);
   // 3. + 4.
   setMode(ctx, v, IN_GUEST_MODE);
-  acc.smpMb('vcpu:enter-mb');
+  if (noMb) {
+    // Patched: no barrier; the mode store may still be buffered when ON is read (breaks O2).
+  } else {
+    // kvm_vcpu_srcu_read_unlock(): __srcu_read_unlock's smp_mb(); smp_mb__after_srcu_read_unlock().
+    acc.smpMb('vcpu:enter-mb');
+  }
   // 5.
-  const lapicEnabled = apicEnabled(acc, v);
   syncPirAtEntry(ctx, v, lapicEnabled);
   // 6.
   if (kvmVcpuExitRequest(ctx, v)) {

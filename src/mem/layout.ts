@@ -13,10 +13,10 @@
  * | vm           | 1      | 64*N  | 64    | one 64-byte line per VM-wide word ({@link VM})        |
  * | apic-page    | vCPU   | 4096  | 4096  | virtual-APIC page, architectural offsets (apicdef)     |
  * | pi-desc      | vCPU   | 64    | 64    | PIR[8] | control (ON, SN, NV) | NDST                 |
- * | vcpu         | vCPU   | 64    | 64    | mode, requests, cpu, rcuwait, ... ({@link VCPU})      |
- * | pcpu         | pCPU   | 64    | 64    | host IRR (system vectors), current vCPU, NMI, online   |
+ * | vcpu         | vCPU   | 128   | 64    | mode, requests, cpu, rcuwait, NMIs, exit info ({@link VCPU}) |
+ * | pcpu         | pCPU   | 128   | 64    | host IRR (system vectors), current vCPU, NMI latch and handler state, online |
  * | runq         | pCPU   | 2048  | 64    | ticket -> waiting actor id + 1 (run-queue hand-off)     |
- * | avic-physid  | vCPU   | 64    | 64    | AVIC physical APIC ID table entry (one per line)       |
+ * | avic-physid  | vCPU   | 64    | 64    | AVIC physical APIC ID table entry (u64 as 2 words) + KVM's copy |
  * | srcu         | actor  | 64    | 64    | per-actor SRCU counters locks[2], unlocks[2]           |
  * | actor        | actor  | 64    | 64    | fence word, status, live totals ({@link ACTOR})       |
  * | ring         | actor  | 64+16R| 64    | event ring: head line, tail line, R records of 4 words |
@@ -24,6 +24,8 @@
  * | savic-backing| vCPU*  | 4096  | 4096  | Secure AVIC guest-owned backing page (IRR, ISR, ALLOWED_IRR, NMI_REQUEST) |
  * | vmcb         | vCPU*  | 64    | 64    | Secure AVIC: UpdateIRR, RequestedIRR[8], vNMI, has_pending_ipi |
  * | vendor-area  | 1**    | 4V    | 64    | the vendor's own per-pCPU / per-vCPU blocks (TDX host state) |
+ * | vmx-vcpu     | vCPU   | 64    | 64    | VMX: pi_wakeup_list node, IPI virtualization ({@link VMX_VCPU}) |
+ * | vmx-pcpu     | pCPU   | 64    | 64    | VMX: wakeup_vcpus_on_cpu list head and its raw spinlock ({@link VMX_PCPU}) |
  * (* only with the `savic` option; ** only with `vendorWords` > 0)
  */
 import { APIC_PAGE_BYTES, APIC_VECTOR_STRIDE_BYTES } from './apicdef.js';
@@ -132,6 +134,57 @@ export const VCPU = {
   INJECTED: 13,
   /** Armed TSC deadline of the LAPIC timer in µs of machine time (0 = disarmed). */
   TIMER_DEADLINE: 14,
+  // Second line (words 16..31): NMI state and the last VM-exit's information.
+  /** vcpu->arch.nmi_queued (atomic_t): NMIs kvm_inject_nmi() queued, not yet seen by process_nmi. */
+  NMI_QUEUED: 16,
+  /** vcpu->arch.nmi_pending: NMIs process_nmi() accepted (at most one or two), not yet injected. */
+  NMI_PENDING: 17,
+  /** vcpu->arch.nmi_injected: an NMI injection is in flight (VMX: until the next VM-exit completes it). */
+  NMI_INJECTED: 18,
+  /** vmx_get_exit_reason(vcpu).basic of the last VM-exit (TDX: of the last TD exit, TDVMCALL leaf for HLT). */
+  EXIT_REASON: 19,
+  /** TDX: vp_enter_args.r12 of a TDVMCALL(HLT): the guest halted with interrupts blocked. */
+  TDX_HLT_IRQ_BLOCKED: 20,
+  /** Exit qualification of an NMI exit: FRED NMI-source bitmap, and the arrival numbers it covers (first, last). */
+  EXIT_NMI_SOURCES: 21,
+  EXIT_NMI_FIRST: 22,
+  EXIT_NMI_LAST: 23,
+  /** vcpu->arch.handling_intr_from_guest (kvm_before_interrupt / kvm_after_interrupt). */
+  HANDLING_INTR_FROM_GUEST: 24,
+  /** TDX: the TD vCPU's PEND_NMI in its TDVPS (TDX module memory; KVM writes it with TDH.VP.WR). */
+  TD_PEND_NMI: 25,
+} as const;
+
+/**
+ * Word offsets of a vCPU's VMX line (struct vcpu_vt beside the descriptor, arch/x86/kvm/vmx/
+ * common.h): its `pi_wakeup_list` node and whether IPI virtualization posts the guest's IPIs.
+ * A list link holds the vCPU id + 1 of the next/previous node, or 0 for the list head of the
+ * pCPU whose list the node is on (a node is on at most one list); -1 after list_del (poison).
+ */
+export const VMX_VCPU = {
+  /** pi_wakeup_list.next. */
+  PI_WAKEUP_NEXT: 0,
+  /** pi_wakeup_list.prev. */
+  PI_WAKEUP_PREV: 1,
+  /**
+   * IPI virtualization for this vCPU (KVM's enable_ipiv for a non-TD vCPU, reflected in the
+   * VMCS tertiary control TERTIARY_EXEC_IPI_VIRT while APICv is active): 1 on, 0 off.
+   */
+  IPIV: 2,
+} as const;
+
+/**
+ * Word offsets of a pCPU's VMX line (arch/x86/kvm/vmx/posted_intr.c per-CPU data): the list of
+ * vCPUs blocked with the wakeup vector (`wakeup_vcpus_on_cpu`, links as in {@link VMX_VCPU})
+ * and its raw spinlock (`wakeup_vcpus_on_cpu_lock`, two words: sync/spinlock.ts).
+ */
+export const VMX_PCPU = {
+  /** wakeup_vcpus_on_cpu_lock (words 0-1). */
+  WAKEUP_LOCK: 0,
+  /** wakeup_vcpus_on_cpu.next (0 = the list is empty: the head points at itself). */
+  WAKEUP_NEXT: 2,
+  /** wakeup_vcpus_on_cpu.prev. */
+  WAKEUP_PREV: 3,
 } as const;
 
 /** Word offsets of per-pCPU state. */
@@ -158,6 +211,18 @@ export const PCPU = {
   AVIC_DOORBELL_WAITER: 9,
   /** cpu_active(): the scheduler may place tasks here (cleared first when the pCPU goes offline). */
   ACTIVE: 10,
+  // Second line (words 16..31): the CPU's and the host kernel's NMI state.
+  /** Arrival number through which this CPU has accepted NMIs (labels NMIs for the checkers; the latch is one-deep). */
+  NMI_ACCEPTED: 16,
+  /** TDX: blocking-by-NMI in this LP's SEAMCALL VMCS (saved by SEAMCALL, reloaded by SEAMRET). */
+  SEAMCALL_NMI_BLOCKING: 17,
+  /** Linux per-CPU last_nmi_rip (default_do_nmi's back-to-back test). */
+  NMI_LAST_RIP: 18,
+  /** Linux per-CPU swallow_nmi. */
+  NMI_SWALLOW: 19,
+  /** Linux per-CPU nmi_stats.unknown and nmi_stats.swallow. */
+  NMI_UNKNOWN: 20,
+  NMI_SWALLOWED: 21,
 } as const;
 
 /** Word offsets of per-actor bookkeeping. */
@@ -216,18 +281,21 @@ export const VMCB = {
 } as const;
 
 /**
- * AVIC physical APIC ID table entry, modelled as one 32-bit word (the kernel's u64 entry:
- * 11:0 host physical APIC ID, 51:12 backing page, 62 IsRunning, 63 Valid):
- *
- *   31 Valid | 30 IsRunning | 11:0 host physical APIC ID
+ * Words of a vCPU's `avic-physid` line. The AVIC physical APIC ID table entry is a u64 that the
+ * hardware reads and KVM writes; the access layer is 32-bit, so it is two words (bits 31:0 and
+ * 63:32; field masks in hw/svm/avic.ts, named as avic.c names them). The same line holds KVM's
+ * own copy of the entry, `vcpu_svm.avic_physical_id_entry` (software state, written only by the
+ * vCPU's thread), which can say IsRunning while the table does not (IPI virtualization off).
  */
 export const AVIC_PHYSID = {
-  /** AVIC_PHYSICAL_ID_ENTRY_VALID_MASK */
-  VALID: 1 << 31,
-  /** AVIC_PHYSICAL_ID_ENTRY_IS_RUNNING_MASK */
-  IS_RUNNING: 1 << 30,
-  /** AVIC_PHYSICAL_ID_ENTRY_HOST_PHYSICAL_ID_MASK */
-  HOST_ID_MASK: 0xfff,
+  /** Entry bits 31:0: host physical APIC ID (11:0), backing-page address bits 31:12. */
+  ENTRY_LO: 0,
+  /** Entry bits 63:32: backing-page address bits 51:32 (19:0), IsRunning (bit 62), Valid (bit 63). */
+  ENTRY_HI: 1,
+  /** vcpu_svm.avic_physical_id_entry, bits 31:0. */
+  KVM_ENTRY_LO: 2,
+  /** vcpu_svm.avic_physical_id_entry, bits 63:32. */
+  KVM_ENTRY_HI: 3,
 } as const;
 
 /** Secure AVIC guest backing page: ALLOWED_IRR word i lives at 0x204 + 0x10 * i. */
@@ -315,8 +383,12 @@ export interface Layout {
   pcpu(p: PcpuId, field: number): Addr;
   /** Run-queue slot of pCPU p for ticket t: holds the waiting actor's id + 1, or 0. */
   runqSlot(p: PcpuId, ticket: number): Addr;
-  /** AVIC physical APIC ID table entry of the vCPU with APIC ID `id` ({@link AVIC_PHYSID}). */
-  avicPhysId(id: VcpuId): Addr;
+  /** A word ({@link AVIC_PHYSID}, default the entry's low word) of the AVIC physical APIC ID table line of APIC ID `id`. */
+  avicPhysId(id: VcpuId, word?: number): Addr;
+  /** The machine physical (byte) address of a word, as hardware tables hold addresses (e.g. the AVIC backing page). */
+  physAddrOf(a: Addr): number;
+  /** The word at machine physical (byte) address `pa` (what hardware reaches through an address it was given). */
+  wordAtPhys(pa: number): Addr;
   /** A per-actor bookkeeping word ({@link ACTOR}). */
   actor(a: ActorId, field: number): Addr;
   /** A per-actor SRCU counter ({@link SRCU_CTR}). */
@@ -331,6 +403,10 @@ export interface Layout {
   savicBacking(v: VcpuId, offset: number): Addr;
   /** A Secure AVIC VMCB control word of vCPU v ({@link VMCB}; needs `savic`). */
   vmcb(v: VcpuId, field: number, i?: number): Addr;
+  /** A word of vCPU v's VMX line ({@link VMX_VCPU}). */
+  vmxVcpu(v: VcpuId, field: number): Addr;
+  /** A word of pCPU p's VMX line ({@link VMX_PCPU}). */
+  vmxPcpu(p: PcpuId, field: number): Addr;
   /** Region by name. */
   region(name: string): RegionInfo;
 }
@@ -388,8 +464,8 @@ export function createLayout(cfg: LayoutConfig): Layout {
   add('vm', 1, VM_LINES * LINE_BYTES, LINE_BYTES);
   add('apic-page', config.vcpus, APIC_PAGE_BYTES, APIC_PAGE_BYTES);
   add('pi-desc', config.vcpus, PI_DESC_BYTES, 64);
-  add('vcpu', config.vcpus, LINE_BYTES, LINE_BYTES);
-  add('pcpu', config.pcpus, LINE_BYTES, LINE_BYTES);
+  add('vcpu', config.vcpus, 2 * LINE_BYTES, LINE_BYTES);
+  add('pcpu', config.pcpus, 2 * LINE_BYTES, LINE_BYTES);
   add('runq', config.pcpus, RUNQ_SLOTS * 4, LINE_BYTES);
   add('avic-physid', config.vcpus, LINE_BYTES, LINE_BYTES);
   add('srcu', actors, LINE_BYTES, LINE_BYTES);
@@ -399,6 +475,8 @@ export function createLayout(cfg: LayoutConfig): Layout {
   add('savic-backing', config.savic ? config.vcpus : 0, APIC_PAGE_BYTES, APIC_PAGE_BYTES);
   add('vmcb', config.savic ? config.vcpus : 0, LINE_BYTES, LINE_BYTES);
   add('vendor-area', config.vendorWords > 0 ? 1 : 0, Math.max(4, config.vendorWords * 4), LINE_BYTES);
+  add('vmx-vcpu', config.vcpus, LINE_BYTES, LINE_BYTES);
+  add('vmx-pcpu', config.pcpus, LINE_BYTES, LINE_BYTES);
   const totalBytes = roundUp(cursor, 4096);
 
   const byName = new Map(regions.map((r) => [r.name, r]));
@@ -421,6 +499,8 @@ export function createLayout(cfg: LayoutConfig): Layout {
   const savicR = reg('savic-backing');
   const vmcbR = reg('vmcb');
   const vendorR = reg('vendor-area');
+  const vmxVcpuR = reg('vmx-vcpu');
+  const vmxPcpuR = reg('vmx-pcpu');
   const needSavic = (what: string) => {
     if (!config.savic) throw new EmuError('EMU_ERR_LAYOUT', `${what}: this machine has no Secure AVIC regions (layout option savic)`);
   };
@@ -442,7 +522,9 @@ export function createLayout(cfg: LayoutConfig): Layout {
     vcpu: (v, field) => w(vcpuR, v, field * 4),
     pcpu: (p, field) => w(pcpuR, p, field * 4),
     runqSlot: (p, ticket) => w(runqR, p, (ticket & (RUNQ_SLOTS - 1)) * 4),
-    avicPhysId: (id) => w(physR, id, 0),
+    avicPhysId: (id, word = 0) => w(physR, id, word * 4),
+    physAddrOf: (a) => a * 4,
+    wordAtPhys: (pa) => (pa >>> 2) as Addr,
     actor: (a, field) => w(actorR, a, field * 4),
     srcu: (a, field) => w(srcuR, a, field * 4),
     ring: (a, word) => w(ringR, a, word * 4),
@@ -459,6 +541,8 @@ export function createLayout(cfg: LayoutConfig): Layout {
       needSavic('vmcb');
       return w(vmcbR, v, (field + i) * 4);
     },
+    vmxVcpu: (v, field) => w(vmxVcpuR, v, field * 4),
+    vmxPcpu: (p, field) => w(vmxPcpuR, p, field * 4),
     region: reg,
   };
   assertLayout(layout);
@@ -499,9 +583,12 @@ const FIELD_NAMES: Record<string, Record<number, string>> = {
   vm: Object.fromEntries(Object.entries(VM).map(([k, v]) => [v * LINE_WORDS, k])),
   'pi-desc': { 0: 'PIR0', 1: 'PIR1', 2: 'PIR2', 3: 'PIR3', 4: 'PIR4', 5: 'PIR5', 6: 'PIR6', 7: 'PIR7', 8: 'CONTROL', 9: 'NDST' },
   vcpu: Object.fromEntries(Object.entries(VCPU).map(([k, v]) => [v, k])),
+  'avic-physid': Object.fromEntries(Object.entries(AVIC_PHYSID).map(([k, v]) => [v, k])),
   vmcb: { 0: 'UPDATE_IRR', 1: 'REQUESTED_IRR0', 2: 'REQUESTED_IRR1', 3: 'REQUESTED_IRR2', 4: 'REQUESTED_IRR3', 5: 'REQUESTED_IRR4', 6: 'REQUESTED_IRR5', 7: 'REQUESTED_IRR6', 8: 'REQUESTED_IRR7', 9: 'V_NMI_PENDING', 10: 'V_NMI_BLOCKING', 11: 'HAS_PENDING_IPI' },
   pcpu: Object.fromEntries(Object.entries(PCPU).map(([k, v]) => [v, k])),
   actor: Object.fromEntries(Object.entries(ACTOR).map(([k, v]) => [v, k])),
+  'vmx-vcpu': Object.fromEntries(Object.entries(VMX_VCPU).map(([k, v]) => [v, k])),
+  'vmx-pcpu': { ...Object.fromEntries(Object.entries(VMX_PCPU).map(([k, v]) => [v, k])), 1: 'WAKEUP_LOCK_SLEEPERS' },
 };
 
 /**

@@ -84,7 +84,7 @@ export async function runActorTask(task: ActorTask): Promise<ActorResult> {
     },
     setPcpuOnline(pcpu: number, online: boolean) {
       try {
-        const cbs = vendor.hotplug?.(acc) ?? {};
+        const cbs = vendor.hotplug?.(acc, ctx.patches) ?? {};
         return { changed: online ? cpuUp(acc, pcpu, cbs) : cpuDown(acc, pcpu, cbs) };
       } catch (e) {
         return { changed: false, error: toWire(e) };

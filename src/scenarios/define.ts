@@ -17,7 +17,7 @@ import type { KernelPatch, PatchSet } from '../kvm/patches.js';
 
 /** One variant of a scenario. */
 export interface ScenarioVariant {
-  /** `buggy`, `fixed`, or `buggy-<what>`. */
+  /** `buggy`, `fixed`, `buggy-<what>`, or `<what>` for another variant expected to hold (e.g. a posted version that has no bug in this model). */
   name: string;
   buggy: boolean;
   /** The one step in which this variant differs from the fixed one (empty for `fixed`). */

@@ -18,6 +18,7 @@ import { ExitReason, type GuestAction, type GuestProgram, type KvmCtx } from '..
 import { kvmSetApicBase, kvmVcpuIoctlGetLapic, kvmVcpuIoctlSetLapic } from '../../src/kvm/lapic-ioctl.js';
 import { savicDeliverInterrupt, savicHandleIcrWrite, savicInjectIrq, savicInjectNmi, savicProtectedApicHasInterrupt } from '../../src/kvm/svm/sev.js';
 import { savicGuestVcIcrWrite } from '../../src/hw/svm/savic.js';
+import { avicDoorbellMsrWrite } from '../../src/hw/svm/avic.js';
 import { savicX86Ops } from '../../src/kvm/svm/savic.js';
 import { snapshotMachine } from '../../src/invariants/snapshot.js';
 import { isQuiescent, noSleepingWithPending } from '../../src/invariants/checks.js';
@@ -96,8 +97,12 @@ test('idle-HLT: HLT does not exit while a vector is pending above PPR; with TPR 
     },
     step() {
       steps++;
-      // The IPI lands exactly while the guest executes HLT.
-      if (steps === 1) savicGuestVcIcrWrite(c, 0, 0x61, 1);
+      // The IPI lands exactly while the guest executes HLT: the sender's #VC handler writes the
+      // backing page, and KVM (the target is in guest mode) rings the doorbell.
+      if (steps === 1) {
+        savicGuestVcIcrWrite(c, 0, 0x61, 1);
+        avicDoorbellMsrWrite(c, 1);
+      }
       return { kind: 'hlt' };
     },
   };
@@ -107,6 +112,7 @@ test('idle-HLT: HLT does not exit while a vector is pending above PPR; with TPR 
   // TPR 0x70 masks vector 0x61: HLT exits with it pending in the backing page.
   c.acc.writeOnce(c.L.savicBacking(1, 0x80), 0x70, 't');
   savicGuestVcIcrWrite(c, 0, 0x62, 1);
+  avicDoorbellMsrWrite(c, 1);
   const g2 = new Recorder();
   t.is(savicX86Ops.vcpuRun(c, 1, g2, 16).reason, ExitReason.HLT);
   t.deepEqual(g2.vectors, []);

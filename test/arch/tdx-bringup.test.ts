@@ -4,17 +4,16 @@
  * offlining, and disabling virtualization at shutdown and in an emergency.
  */
 import test from 'ava';
+import { NO_PATCHES, PatchSet } from '../../src/kvm/patches.js';
 import { Access, createMachineMemory } from '../../src/mem/access.js';
 import { CPUHP, cpuDown, cpuUp, cpuhpCpuState, type CpuhpCallbacks } from '../../src/host/cpuhp.js';
 import { cpuInVmxOperation, cr4Vmxe, nmiShootdownCpus } from '../../src/host/virt-cpu.js';
 import { ERRNO, errnoName } from '../../src/host/errno.js';
 import {
   KVM_CPUHP_ONLINE,
-  KVM_CPUHP_ONLINE_V69,
   hardwareDisableAll,
   hardwareEnableAll,
   kvmCpuhpStep,
-  kvmCpuhpStepV69,
   kvmEmergencyCallbacks,
   kvmInitV69,
   kvmShutdown,
@@ -53,7 +52,8 @@ import {
   tdxVcpuRun,
   tdxWarnings,
   vtVirtOps,
-  vtVirtOpsV19,
+  tdxHostCpuhpCallbacks,
+  PATCH_TDX_V19_BRINGUP,
   type TdxPlaces,
 } from '../../src/kvm/vmx/tdx-bringup.js';
 import { EmuError } from '../../src/errors.js';
@@ -73,13 +73,8 @@ function host(v19 = false): Host {
   const acc = new Access(mem, { actor: mem.layout.mainActor, name: 'main' });
   const b = area.placesAt(mem.layout.scratch(0));
   tdxHostBoot(acc, b);
-  const ops = v19 ? vtVirtOpsV19(acc, b) : vtVirtOps(acc, b);
-  const cbs: CpuhpCallbacks = v19
-    ? new Map([[KVM_CPUHP_ONLINE_V69, kvmCpuhpStepV69(acc, b.kvm, ops)]])
-    : new Map([
-        [KVM_CPUHP_ONLINE, kvmCpuhpStep(acc, b.kvm, ops)],
-        [TDX_CPUHP_ONLINE, tdxCpuhpStep(acc, b)],
-      ]);
+  const ops = vtVirtOps(acc, b);
+  const cbs: CpuhpCallbacks = tdxHostCpuhpCallbacks(acc, b, ops, v19 ? new PatchSet([PATCH_TDX_V19_BRINGUP.id]) : NO_PATCHES);
   return { acc, b, cbs, ops };
 }
 

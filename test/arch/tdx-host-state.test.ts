@@ -28,6 +28,8 @@ import {
   TD_HS_BLOCK_WORDS,
   TD_LINUX_GUEST,
   kvmSnapshotHostDebugctl,
+  PATCH_TDX_GUEST_ENTERED_IN_EXIT_HANDLER,
+  PATCH_TDX_NO_DEBUGCTL_RESTORE,
   peekTdHostState,
   tdhVpEnter,
   tdxPrepareSwitchToGuest,
@@ -41,6 +43,7 @@ import {
   type TdxHostStatePlaces,
   type TdxRunHooks,
 } from '../../src/kvm/vmx/tdx-host-state.js';
+import { PatchSet } from '../../src/kvm/patches.js';
 import { uretCacheCoherent } from '../../src/invariants/host-state.js';
 
 const HOST = {
@@ -171,12 +174,12 @@ test('tdx_vcpu_run order: enter_exit → DEBUGCTL restore → xsave restore → 
   t.true(peekTdHostState(acc, P, 0).guestEntered);
 });
 
-test('without the DEBUGCTL restore step, perf LBR stays off after the run; without guest_entered the cache is not told at vcpu_put', (t) => {
+test('with the patches tdx-no-debugctl-restore and tdx-guest-entered-in-exit-handler, perf LBR stays off after the run; without guest_entered the cache is not told at vcpu_put', (t) => {
   const { acc, P } = machine();
   writeHostReg(acc, P, 0, 'DEBUGCTL', DEBUGCTLMSR_LBR);
   tdxPrepareSwitchToGuest(acc, P, 0);
   kvmSnapshotHostDebugctl(acc, P, 0, 0);
-  tdxVcpuRun(acc, P, 0, TD_LINUX_GUEST, recorder(acc, P).hooks, { restoreDebugctl: false, markGuestEntered: false });
+  tdxVcpuRun(acc, P, 0, TD_LINUX_GUEST, recorder(acc, P).hooks, new PatchSet([PATCH_TDX_NO_DEBUGCTL_RESTORE.id, PATCH_TDX_GUEST_ENTERED_IN_EXIT_HANDLER.id]));
   t.is(readHostReg(acc, P, 0, 'DEBUGCTL'), 0n);
   tdxVcpuPut(acc, P, 0);
   const before = snapshotUretCache(acc, P, 0);

@@ -15,6 +15,10 @@ import type { KvmCtx } from '../../src/kvm/x86-ops.js';
 import type { EmuError } from '../../src/errors.js';
 import { INIT_PKRU_VALUE, KVM_HOST_XCR0 } from '../../src/host/host-state.js';
 import { NO_PATCHES } from '../../src/kvm/patches.js';
+import { bugPatches } from '../../src/scenarios/bugs.js';
+import { kvmInjectNmi, kvmInjectPendingNmi, processNmi } from '../../src/kvm/nmi.js';
+import { VCPU } from '../../src/mem/layout.js';
+import { tdxX86Ops } from '../../src/kvm/vmx/tdx.js';
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -48,6 +52,21 @@ test.serial('TD storm: every interrupt arrives by posted-interrupt processing; K
   t.true(r.accounting.totals.delivered > 0);
   t.is(r.accounting.misc.pirSyncs ?? 0, 0, 'sync_pir_to_irr is a no-op for a TD');
   t.true((r.accounting.misc.hwPiProcessed ?? 0) > 0);
+});
+
+test.serial('--bug proof: the storm with tdx-apicv-inhibit:buggy-no-self-ipi loses interrupts; the same storm on the unpatched TDX machine loses none', async (t) => {
+  // A count budget, not seconds: the patch makes the first vector posted to a halted TD vCPU wait
+  // in its PIR with ON = 1 for good (no self-IPI at entry, and with ON set nobody notifies
+  // again), so every storm long enough for one HLT wake-up loses; 4000 sends is far beyond that.
+  const patches = bugPatches('tdx-apicv-inhibit:buggy-no-self-ipi');
+  t.deepEqual(patches, ['tdx-no-pi-self-ipi']);
+  const bug = await Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 2, patches }).run({ sends: 4000, seed: 2, drainMs: 2000 }).result;
+  t.is(bug.failure, undefined, bug.failure?.message);
+  t.true(bug.accounting.totals.lost > 0, `lost ${bug.accounting.totals.lost}`);
+  t.true(bug.violations.some((v) => v.invariant === 'noLostInterrupt'));
+  const clean = await Machine.create({ vendor: 'tdx', vcpus: 4, pcpus: 2 }).run({ sends: 4000, seed: 2 }).result;
+  t.true(clean.ok, clean.failure?.message ?? JSON.stringify(clean.violations.slice(0, 2)));
+  t.is(clean.accounting.totals.lost, 0);
 });
 
 test.serial('an APICv inhibit raised at runtime in a TD bugs the VM: every vCPU exits, and it never runs again', async (t) => {
@@ -92,4 +111,23 @@ test.serial('TD machine: per-pCPU host state in snapshots — the module left LS
     t.is(host.regs.PKRU, '0x' + INIT_PKRU_VALUE.toString(16));
     t.regex(host.current, /^idle\d$/);
   }
+});
+
+test('vNMIs into a TD: process_nmi keeps at most two of three queued NMIs; tdx_inject_nmi writes PEND_NMI and collapses the second; the module injects one at entry', (t) => {
+  const c = ctxFor('tdx');
+  const k = { ...c, runningVcpu: 0, cpu: 0 };
+  for (let i = 0; i < 3; i++) kvmInjectNmi(c, 0);
+  t.is(c.acc.peek(c.L.vcpu(0, VCPU.NMI_QUEUED)), 3);
+  processNmi(k, 0);
+  t.is(c.acc.peek(c.L.vcpu(0, VCPU.NMI_QUEUED)), 0);
+  t.is(c.acc.peek(c.L.vcpu(0, VCPU.NMI_PENDING)), 2, 'two pending: NMIs unmasked (vt_get_nmi_mask) and none in flight');
+  t.is(k.stats.misc.nmisDropped, 1, 'the third is dropped, as on bare metal');
+  kvmInjectPendingNmi(k, 0);
+  t.is(c.acc.peek(c.L.vcpu(0, VCPU.TD_PEND_NMI)), 1, 'PEND_NMI in the TDVPS');
+  t.is(c.acc.peek(c.L.vcpu(0, VCPU.NMI_PENDING)), 0, 'the second pending vNMI collapses into the one the module holds');
+  t.is(c.acc.peek(c.L.vcpu(0, VCPU.NMI_INJECTED)), 0, 'injection complete from KVM\'s view');
+  let nmis = 0;
+  tdxX86Ops.vcpuRun(k, 0, { onInterrupt: () => undefined, onNmi: () => void nmis++, step: () => ({ kind: 'hlt' }) }, 4);
+  t.is(nmis, 1);
+  t.is(c.acc.peek(c.L.vcpu(0, VCPU.TD_PEND_NMI)), 0);
 });

@@ -103,5 +103,5 @@ test('posted-interrupt descriptor words: PIR 0..7 then CONTROL at byte 32, NDST 
     t.is((L.pid(v, PID.NDST) - base) * 4, 36);
   }
   t.is((L.pid(1, PID.PIR) - L.pid(0, PID.PIR)) * 4, PI_DESC_BYTES);
-  t.is((L.vcpu(1, VCPU.MODE) - L.vcpu(0, VCPU.MODE)) * 4, 64);
+  t.is((L.vcpu(1, VCPU.MODE) - L.vcpu(0, VCPU.MODE)) * 4, 128, 'two lines per vCPU: control words, then NMI state and exit information');
 });

@@ -32,9 +32,12 @@ test('each scenario has a README with its seed, an interleaving, the differing s
   }
 });
 
-test('variant names follow the contract (buggy, buggy-<what>, fixed) and exactly one fixed', (t) => {
+test('variant names follow the contract (buggy, buggy-<what>, fixed, or <what> for another variant that holds) and exactly one fixed', (t) => {
   for (const s of SCENARIOS) {
-    for (const v of s.variants) t.regex(v.name, /^(buggy(-[a-z0-9-]+)?|fixed)$/, `${s.id}: ${v.name}`);
+    for (const v of s.variants) {
+      t.regex(v.name, /^[a-z0-9]+(-[a-z0-9]+)*$/, `${s.id}: ${v.name}`);
+      t.is(/^buggy(-|$)/.test(v.name), v.buggy, `${s.id}/${v.name}: a variant is called buggy exactly when it is buggy`);
+    }
     t.is(s.variants.filter((v) => v.name === 'fixed').length, 1, s.id);
     for (const v of s.variants.filter((x) => x.buggy)) t.true(v.differs.length > 0, `${s.id}/${v.name}: differs is empty`);
   }

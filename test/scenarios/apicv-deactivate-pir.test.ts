@@ -10,7 +10,7 @@ import { runRace } from '../../src/scenarios/runner.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
 import { apicvPostedNotLost, type ApicvPirRound } from '../../src/invariants/apicv.js';
-import { vtdPostInterrupt } from '../../src/scenarios/apicv-deactivate-pir/scenario.js';
+import { vtdPostInterrupt } from '../../src/hw/vmx/posting.js';
 import { Access, createMachineMemory } from '../../src/mem/access.js';
 import { PCPU, PID, VCPU } from '../../src/mem/layout.js';
 import { ActorStats } from '../../src/kvm/stats.js';

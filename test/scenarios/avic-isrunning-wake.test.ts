@@ -1,8 +1,8 @@
 /**
  * avic-isrunning-wake: in the buggy variant (IPI virtualization on an erratum-#1235 host) a
  * sender's AVIC really reads a stale IsRunning=1 while the target's vIRR check misses the IPI,
- * and the target sleeps with it pending; the fixed variant never does; the pure checkers judge
- * hand-built rounds.
+ * and the target sleeps with it pending; the fixed variants never do; the variants are patches
+ * on the machine's AVIC code; the pure checkers judge hand-built rounds.
  * Here only what is deterministic runs; the buggy variants' free-mode reachability depends on
  * the host's timing and is in test/stress/avic-isrunning-wake.test.ts (`npm run test:stress`).
  */
@@ -11,7 +11,10 @@ import { runRace } from '../../src/scenarios/runner.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { findVariant } from '../../src/scenarios/define.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
-import { avicEnableIpiv, avicIsrunningWake } from '../../src/scenarios/avic-isrunning-wake/scenario.js';
+import { avicIsrunningWake } from '../../src/scenarios/avic-isrunning-wake/scenario.js';
+import { PATCH_AVIC_IPIV_ON_ERRATUM_1235, avicEnableIpiv } from '../../src/kvm/svm/avic.js';
+import { PATCH_HW_AVIC_ERRATUM_1235 } from '../../src/hw/svm/avic.js';
+import { PatchSet } from '../../src/kvm/patches.js';
 import { avicIsRunningImpliesLoaded, avicNoSleepWithPendingIrr, deliverableVectors, type IsRunningRound, type PhysIdEntry, type SleepRound } from '../../src/invariants/avic.js';
 
 const ID = 'avic-isrunning-wake';
@@ -23,15 +26,21 @@ test.after.always(async () => {
 test('the scenario is in the catalogue with its variants and invariants', (t) => {
   const def = SCENARIOS.find((s) => s.id === ID);
   t.is(def, avicIsrunningWake);
-  t.deepEqual(def?.variants.map((v) => v.name), ['buggy', 'fixed']);
+  t.deepEqual(def?.variants.map((v) => v.name), ['buggy', 'fixed', 'no-erratum']);
   t.deepEqual(def?.invariants.map((i) => i.name), ['avicNoSleepWithPendingIrr', 'avicIsRunningImpliesLoaded']);
   t.is(def?.seedFile, '003_7040354a06e62716.txt');
 });
 
-test('the one step that differs: enable_ipiv on the family-17h host', (t) => {
-  const p = (name: string) => ({ variant: findVariant(avicIsrunningWake, name), vcpus: 2, seed: 1 });
-  t.true(avicEnableIpiv(p('buggy')));
-  t.false(avicEnableIpiv(p('fixed')));
+test('the variants are patches: the erratum host, and KVM without the 8de4a1c8164e quirk; enable_ipiv follows them', (t) => {
+  const ids = (name: string) => (findVariant(avicIsrunningWake, name).patches ?? []).map((p) => p.id);
+  t.deepEqual(ids('buggy'), [PATCH_HW_AVIC_ERRATUM_1235.id, PATCH_AVIC_IPIV_ON_ERRATUM_1235.id]);
+  t.deepEqual(ids('fixed'), [PATCH_HW_AVIC_ERRATUM_1235.id]);
+  t.deepEqual(ids('no-erratum'), []);
+  const ipiv = (name: string) => avicEnableIpiv({ patches: new PatchSet(ids(name)) });
+  t.true(ipiv('buggy'));
+  t.false(ipiv('fixed'));
+  t.true(ipiv('no-erratum'));
+  t.is(PATCH_AVIC_IPIV_ON_ERRATUM_1235.origin.ref.slice(0, 12), '8de4a1c8164e');
 });
 
 test.serial('fixed: 2000 rounds (4 IPIs each) without a lost wake-up or a bad IsRunning', async (t) => {
@@ -40,6 +49,13 @@ test.serial('fixed: 2000 rounds (4 IPIs each) without a lost wake-up or a bad Is
   t.is(r.first, null);
   t.is(r.violations, 0);
   t.is(r.iterations, 2000);
+});
+
+test.serial('no-erratum (IPI virtualization on a correct CPU): 1000 rounds, no violation', async (t) => {
+  const r = await runRace(ID, { variant: 'no-erratum', iterations: 1000, seed: 5 });
+  t.is(r.failure, null);
+  t.is(r.first, null, r.first?.detail);
+  t.is(r.iterations, 1000);
 });
 
 test.serial('fixed with two senders: 300 rounds, no violation', async (t) => {

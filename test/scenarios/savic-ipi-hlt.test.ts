@@ -10,7 +10,10 @@ import { runRace } from '../../src/scenarios/runner.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { findVariant } from '../../src/scenarios/define.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
-import { savicHltIntercept, savicIpiHlt } from '../../src/scenarios/savic-ipi-hlt/scenario.js';
+import { savicIpiHlt } from '../../src/scenarios/savic-ipi-hlt/scenario.js';
+import { PATCH_SAVIC_PLAIN_HLT_INTERCEPT, savicHltIntercept } from '../../src/kvm/svm/savic.js';
+import { PATCH_SAVIC_ICR_WRITE_NO_MB } from '../../src/kvm/svm/sev.js';
+import { PatchSet } from '../../src/kvm/patches.js';
 import { savicNoSleepWithPendingIpi, type SleepRound } from '../../src/invariants/avic.js';
 
 const ID = 'savic-ipi-hlt';
@@ -28,11 +31,17 @@ test('the scenario is in the catalogue with its variants and invariant', (t) => 
   t.deepEqual(def?.widen.points, ['guest:'], 'widening stays off the has_pending_ipi / mode store-buffering pair');
 });
 
-test('the HLT intercept differs only in buggy-no-idle-hlt', (t) => {
-  const p = (name: string) => ({ variant: findVariant(savicIpiHlt, name), vcpus: 2, seed: 1 });
-  t.is(savicHltIntercept(p('buggy-no-idle-hlt')), 'hlt');
-  t.is(savicHltIntercept(p('buggy-no-fence')), 'idle-hlt');
-  t.is(savicHltIntercept(p('fixed')), 'idle-hlt');
+test('the variants are patches: no barrier in savic_handle_icr_write, a plain HLT intercept; labelled hypothetical', (t) => {
+  const ids = (name: string) => (findVariant(savicIpiHlt, name).patches ?? []).map((p) => p.id);
+  t.deepEqual(ids('buggy-no-fence'), [PATCH_SAVIC_ICR_WRITE_NO_MB.id]);
+  t.deepEqual(ids('buggy-no-idle-hlt'), [PATCH_SAVIC_PLAIN_HLT_INTERCEPT.id]);
+  t.deepEqual(ids('fixed'), []);
+  const idleHlt = (name: string) => savicHltIntercept({ patches: new PatchSet(ids(name)) }).idleHlt;
+  t.false(idleHlt('buggy-no-idle-hlt'));
+  t.true(idleHlt('buggy-no-fence'));
+  t.true(idleHlt('fixed'));
+  for (const p of [PATCH_SAVIC_ICR_WRITE_NO_MB, PATCH_SAVIC_PLAIN_HLT_INTERCEPT]) t.is(p.origin.kind, 'hypothetical');
+  t.regex(findVariant(savicIpiHlt, 'fixed').kernel ?? '', /RFC/);
 });
 
 test.serial('fixed: 2000 rounds (4 IPIs each), no vCPU ever sleeps on a pending IPI', async (t) => {

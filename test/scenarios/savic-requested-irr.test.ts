@@ -8,6 +8,9 @@ import test from 'ava';
 import { runRace } from '../../src/scenarios/runner.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
 import { savicNoDisallowedDelivered, savicNoLostAllowedVector, savicRequestedIrrSingleWriter, type SavicRound } from '../../src/invariants/savic.js';
+import { findVariant } from '../../src/scenarios/define.js';
+import { savicRequestedIrr } from '../../src/scenarios/savic-requested-irr/scenario.js';
+import { PATCH_SAVIC_REMOTE_REQUESTED_IRR } from '../../src/kvm/svm/sev.js';
 
 test.after.always(async () => {
   await closeSharedPool();
@@ -19,6 +22,19 @@ test.serial('fixed: 2000 rounds, every allowed vector reaches the guest, one wri
   t.is(r.first, null);
   t.is(r.violations, 0);
   t.is(r.iterations, 2000);
+});
+
+test('buggy is the patch savic-remote-requested-irr on deliver_interrupt (hypothetical: no RFC version wrote RequestedIRR remotely)', (t) => {
+  t.deepEqual(findVariant(savicRequestedIrr, 'buggy').patches?.map((p) => p.id), [PATCH_SAVIC_REMOTE_REQUESTED_IRR.id]);
+  t.deepEqual(findVariant(savicRequestedIrr, 'fixed').patches ?? [], []);
+  t.is(PATCH_SAVIC_REMOTE_REQUESTED_IRR.origin.kind, 'hypothetical');
+});
+
+test.serial('buggy: the machine counts the remote RequestedIRR writes and the single-writer checker reports them in the first round', async (t) => {
+  const r = await runRace('savic-requested-irr', { variant: 'buggy', iterations: 20, seed: 3 });
+  t.is(r.failure, null);
+  t.truthy(r.first);
+  t.true(['savicRequestedIrrSingleWriter', 'savicNoLostAllowedVector'].includes(r.first?.invariant ?? ''), r.first?.invariant);
 });
 
 const allowedAll = [~0, ~0, ~0, ~0, ~0, ~0, ~0, ~0].map((x) => x >>> 0);

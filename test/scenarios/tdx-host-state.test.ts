@@ -12,7 +12,8 @@ import { runRace } from '../../src/scenarios/runner.js';
 import { SCENARIOS } from '../../src/scenarios/index.js';
 import { findVariant } from '../../src/scenarios/define.js';
 import { closeSharedPool } from '../../src/runtime/pool.js';
-import { hostStateRunSteps, tdxHostState } from '../../src/scenarios/tdx-host-state/scenario.js';
+import { tdxHostState } from '../../src/scenarios/tdx-host-state/scenario.js';
+import { variantInfo } from '../../src/scenarios/bugs.js';
 
 const ID = 'tdx-host-state';
 
@@ -29,11 +30,13 @@ test('the scenario is in the catalogue with its variants, invariants, roles and 
   t.deepEqual(tdxHostState.roles({ variant: findVariant(tdxHostState, 'fixed'), vcpus: 1, seed: 1 }), ['td-vcpu', 'host-irqs', 'other-task']);
 });
 
-test('each buggy variant changes exactly one KVM step of tdx_vcpu_run', (t) => {
-  const steps = (name: string) => hostStateRunSteps({ variant: findVariant(tdxHostState, name), vcpus: 1, seed: 1 });
-  t.deepEqual(steps('fixed'), { restoreDebugctl: true, markGuestEntered: true });
-  t.deepEqual(steps('buggy-no-debugctl'), { restoreDebugctl: false, markGuestEntered: true });
-  t.deepEqual(steps('buggy-uret-cache'), { restoreDebugctl: true, markGuestEntered: false });
+test('each buggy variant is exactly one named patch on the machine\'s tdx_vcpu_run code; fixed is none', (t) => {
+  const info = (name: string) => variantInfo(findVariant(tdxHostState, name));
+  t.is(info('fixed').patch, null);
+  t.is(info('buggy-no-debugctl').patch, 'tdx-no-debugctl-restore');
+  t.is(info('buggy-no-debugctl').reverts[0]?.kind, 'proposal');
+  t.is(info('buggy-uret-cache').patch, 'tdx-guest-entered-in-exit-handler');
+  t.is(info('buggy-uret-cache').reverts[0]?.kind, 'hypothetical');
 });
 
 test.serial('fixed: 2000 rounds, host code always finds host values and the cache always describes the MSRs', async (t) => {

@@ -23,6 +23,7 @@ test('the scenario is in the catalogue with its variants and invariant', (t) => 
   t.deepEqual(def?.variants.map((v) => v.name), ['buggy', 'fixed']);
   t.deepEqual(def?.invariants.map((i) => i.name), ['tdxTdKeepsPackagesOnline']);
   t.is(def?.seedFile, '004_caa808ce7e54f28d.txt');
+  t.deepEqual(def?.variants.map((v) => v.patches?.map((x) => x.id) ?? []), [['tdx-offline-cpu-no-hkid-check'], []]);
 });
 
 test.serial('fixed: 2000 rounds, every package keeps an online CPU while the TD has a key', async (t) => {

@@ -4,7 +4,7 @@
  * mode on the sender's thread:
  *
  * - VMRUN: with UpdateIRR set, RequestedIRR ∩ ALLOWED_IRR is merged into the guest-owned backing
- *   page's IRR, and RequestedIRR/UpdateIRR are cleared (sev.ts savicVmrun).
+ *   page's IRR, and RequestedIRR/UpdateIRR are cleared ({@link savicVmrun}).
  * - Delivery: the highest backing-page IRR vector whose class is above PPR (from the backing
  *   page's TPR and ISR) is taken (IRR → ISR); an edge EOI is accelerated (ISR cleared).
  * - NMIs: V_NMI_PENDING (KVM's vNMI) or NMI_REQUEST (a guest IPI) are taken unless
@@ -16,7 +16,9 @@
  * - HLT: the idle-HLT intercept exits only if no virtual interrupt is pending; otherwise the
  *   CPU delivers it (with a plain HLT intercept KVM would block a vCPU whose IRR it cannot see:
  *   domain SA-3, the savic-ipi-hlt scenario).
- * - A doorbell (MSR_AMD64_SVM_AVIC_DOORBELL to this pCPU) makes the CPU re-evaluate the page.
+ * - The CPU looks at the backing page at VMRUN, when a doorbell (MSR_AMD64_SVM_AVIC_DOORBELL to
+ *   this pCPU) arrives in guest mode, after an accelerated EOI or NMI, and for its own self-IPIs;
+ *   an IRR bit another vCPU's #VC handler writes stays unseen until then.
  */
 import { PCPU, VMCB, SAVIC_ALLOWED_IRR, SAVIC_NMI_REQUEST, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
 import { APIC_IRR, APIC_ISR, APIC_SELF_IPI, APIC_TASKPRI } from '../../mem/apicdef.js';
@@ -141,11 +143,22 @@ export function savicGuestVcIcrWrite(ctx: KvmCtx, v: VcpuId, lo: number, hi: num
   return true;
 }
 
+/** How KVM programmed the VMCB's HLT intercepts (INTERCEPT_HLT / INTERCEPT_IDLE_HLT). */
+export interface SavicHltIntercept {
+  /** Idle-HLT intercept: HLT exits only if no virtual interrupt is pending; else a plain HLT intercept (always exits). */
+  readonly idleHlt: boolean;
+}
+
 /**
- * Run a Secure AVIC guest from VMRUN until a #VMEXIT, at most `maxSteps` guest steps.
- * @apm AMD64 APM vol. 2, Secure AVIC: VMRUN (the UpdateIRR merge) and guest execution until #VMEXIT; KVM's pre_sev_run runs before it (kvm/svm/savic.ts)
+ * Run a Secure AVIC guest from VMRUN until a #VMEXIT, at most `maxSteps` guest steps. VMRUN
+ * merges RequestedIRR, drops a doorbell that rang while this pCPU was outside guest mode and
+ * evaluates the backing page; afterwards the CPU looks at the page again only when a doorbell
+ * arrives, after an accelerated EOI or NMI, and for its own self-IPIs — what another vCPU's #VC
+ * handler writes into this page stays unseen until KVM's doorbell (or the next VMRUN). A pending
+ * vector is taken with RFLAGS.IF = 1; HLT exits as `intercept` says.
+ * @apm AMD64 APM vol. 2, Secure AVIC: VMRUN (the UpdateIRR merge), doorbell and guest execution until #VMEXIT; Idle HLT intercept. KVM's pre_sev_run runs before it (kvm/svm/savic.ts)
  */
-export function savicVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps: number): GuestExit {
+export function savicVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps: number, intercept: SavicHltIntercept): GuestExit {
   const { acc, L } = ctx;
   // VMRUN is serializing: the flag clear is visible before the guest reads its backing page.
   acc.smpMb('savic:vmrun-serialize');
@@ -153,26 +166,44 @@ export function savicVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSte
   if (merged > 0) ctx.trace.emit(EV.SAVIC_VMRUN, v, merged);
   const hostIrr = L.pcpu(ctx.cpu, PCPU.HOST_IRR_SYS);
   const doorbell = L.pcpu(ctx.cpu, PCPU.AVIC_DOORBELL);
+  if (acc.readOnce(doorbell, 'avic:hw-doorbell-read') !== 0) acc.xchg(doorbell, 0, 'avic:hw-vmrun-doorbell-drop');
+  // V_INTR / V_NMI as the CPU last evaluated them (VMRUN evaluates).
+  let vintr = savicVintrPending(acc, v);
   for (let step = 0; step < maxSteps; step++) {
     if (acc.readOnce(hostIrr, 'hw:host-irr-read') !== 0) return { reason: ExitReason.EXTERNAL_INTERRUPT };
-    if (acc.readOnce(doorbell, 'avic:hw-doorbell-read') !== 0) acc.xchg(doorbell, 0, 'avic:hw-doorbell-ack');
-    if (savicTakeNmi(ctx, v, guest)) continue;
-    if (savicDeliver(ctx, v, guest)) continue;
+    if (acc.readOnce(doorbell, 'avic:hw-doorbell-read') !== 0 && acc.xchg(doorbell, 0, 'avic:hw-doorbell-ack') !== 0) vintr = savicVintrPending(acc, v);
+    if (vintr) {
+      if (savicTakeNmi(ctx, v, guest)) {
+        vintr = savicVintrPending(acc, v);
+        continue;
+      }
+      if ((guest.interruptsEnabled?.() ?? true) && savicDeliver(ctx, v, guest)) {
+        vintr = savicVintrPending(acc, v);
+        continue;
+      }
+    }
     const act = guest.step();
     if (act.kind === 'run') continue;
     if (act.kind === 'hlt') {
-      // Idle-HLT intercept: no exit while a virtual interrupt is pending.
-      if (savicVintrPending(acc, v)) continue;
+      // Idle-HLT intercept: no exit while a virtual interrupt is pending (a doorbell that has
+      // arrived is processed first; the CPU takes no other exit between this check and the HLT
+      // exit); `sti; hlt` re-enabled IF, so the vector is taken.
+      if (intercept.idleHlt) {
+        if (acc.readOnce(doorbell, 'avic:hw-doorbell-read') !== 0 && acc.xchg(doorbell, 0, 'avic:hw-doorbell-ack') !== 0) vintr = savicVintrPending(acc, v);
+        if (vintr) continue;
+      }
       return { reason: ExitReason.HLT };
     }
     if (act.msr === MSR_X2APIC_SELF_IPI) {
       savicGuestSetIrr(ctx, v, act.lo & 0xff);
+      vintr = savicVintrPending(acc, v);
       continue;
     }
     if (act.msr === MSR_X2APIC_ICR) {
       const icr = decodeIcr(act.lo, act.hi, true);
       if (icr.shorthand === 'self' && icr.deliveryMode === 'fixed') {
         savicGuestSetIrr(ctx, v, icr.vector);
+        vintr = savicVintrPending(acc, v);
         continue;
       }
       if (savicGuestVcIcrWrite(ctx, v, act.lo, act.hi)) return { reason: ExitReason.VMGEXIT, msr: act.msr, lo: act.lo, hi: act.hi };

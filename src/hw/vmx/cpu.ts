@@ -2,11 +2,13 @@
  * What the CPU does in VMX non-root operation with APICv (Intel SDM vol. 3C ch. 29–31):
  * external interrupts cause VM-exits, except the posted-interrupt notification vector, which is
  * processed in place (29.6); virtual interrupts are delivered from RVI when RVI[7:4] > VPPR[7:4]
- * (29.2.2); virtual EOI clears VISR[SVI] (29.1.2). The guest's program runs between these checks.
+ * (29.2.2); virtual EOI clears VISR[SVI] (29.1.2); with IPI virtualization a guest's fixed
+ * physical IPI is posted by the CPU itself (hw/vmx/posting.ts) instead of exiting. The guest's
+ * program runs between these checks.
  *
  * This is the body of kvm_x86_ops.vcpu_run for VMX: VM-entry to VM-exit, on the vCPU's thread.
  */
-import { PCPU, PID, VCPU, type VcpuId } from '../../mem/layout.js';
+import { PCPU, PID, VCPU, VMX_VCPU, type VcpuId } from '../../mem/layout.js';
 import { APIC_PROCPRI } from '../../mem/apicdef.js';
 import { FIRST_SYSTEM_VECTOR_WORD } from '../../kvm/kick.js';
 import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
@@ -15,6 +17,7 @@ import { EV } from '../../trace/events.js';
 import { ExitReason, type GuestExit, type GuestProgram, type KvmCtx } from '../../kvm/x86-ops.js';
 import { piClearOn, piNv } from '../../hw/vmx/pi-desc.js';
 import { kvmApicUpdateIrr } from '../../kvm/lapic-pir.js';
+import { vmxIpivIcrWrite } from './posting.js';
 
 /**
  * Posted-interrupt processing (SDM 29.6), steps uninterruptible from the guest's view:
@@ -37,9 +40,10 @@ export function vmxProcessPostedInterrupts(ctx: KvmCtx, v: VcpuId): void {
 
 /**
  * Virtual-interrupt delivery (SDM 29.2.2) followed by the guest handler and its virtual EOI
- * (29.1.2). Returns true if an interrupt was delivered.
+ * (29.1.2). Returns true if an interrupt was delivered. (Also the TD's delivery: hw/tdx/td-cpu.)
+ * @sdm Intel SDM vol. 3C 29.2.2 Virtual-Interrupt Delivery, 29.1.2 EOI Virtualization
  */
-function vmxEvaluatePendingVirtualInterrupt(ctx: KvmCtx, v: VcpuId, guest: GuestProgram): boolean {
+export function vmxEvaluatePendingVirtualInterrupt(ctx: KvmCtx, v: VcpuId, guest: GuestProgram): boolean {
   const { acc, L } = ctx;
   const sAddr = L.vcpu(v, VCPU.GUEST_INTR_STATUS);
   const st = acc.readOnce(sAddr, 'hw:intr-status-read');
@@ -89,6 +93,8 @@ export function vmxVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps
   // processing nor virtual-interrupt delivery: every host interrupt is a VM-exit and the guest
   // only takes what KVM injects at entry.
   const apicv = acc.readOnce(L.vcpu(v, VCPU.APICV_ACTIVE), 'hw:apicv-read') !== 0;
+  // IPI virtualization (tertiary control IPI_VIRT): KVM turns it off with APICv.
+  const ipiv = apicv && acc.readOnce(L.vmxVcpu(v, VMX_VCPU.IPIV), 'hw:ipiv-read') !== 0;
   for (let step = 0; step < maxSteps; step++) {
     const pending = acc.readOnce(hostIrr, 'hw:host-irr-read');
     if (pending !== 0 && !apicv) return { reason: ExitReason.EXTERNAL_INTERRUPT };
@@ -104,7 +110,9 @@ export function vmxVcpuRun(ctx: KvmCtx, v: VcpuId, guest: GuestProgram, maxSteps
     const act = guest.step();
     if (act.kind === 'run') continue;
     if (act.kind === 'hlt') return { reason: ExitReason.HLT };
-    // x2APIC ICR writes exit (APICv without IPI virtualization); so does any other WRMSR here.
+    if (ipiv && vmxIpivIcrWrite(ctx, v, act.msr, act.lo, act.hi)) continue;
+    // Other x2APIC ICR writes exit (without IPI virtualization, or one it does not virtualize:
+    // the APIC-write exit); so does any other WRMSR here.
     return { reason: ExitReason.MSR_WRITE, msr: act.msr, lo: act.lo, hi: act.hi };
   }
   return { reason: ExitReason.PREEMPTION_TIMER };

@@ -10,7 +10,7 @@
  * live in its low 32 bits, so 32-bit locked ops on the low word are equivalent here.
  */
 import { PID, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
-import type { Access } from '../../mem/access.js';
+import type { Access, RacePoint } from '../../mem/access.js';
 
 /** @kvm arch/x86/include/asm/posted_intr.h POSTED_INTR_ON */
 export const POSTED_INTR_ON = 0;
@@ -28,8 +28,8 @@ export function piNv(control: number): number {
  * Set the PIR bit for vector; returns whether it was already set (coalesced).
  * @kvm arch/x86/include/asm/posted_intr.h pi_test_and_set_pir
  */
-export function piTestAndSetPir(acc: Access, v: VcpuId, vector: number): boolean {
-  return acc.testAndSetBit(acc.layout.pid(v, PID.PIR, vecWord(vector)), vecPos(vector), 'pi:pir-set');
+export function piTestAndSetPir(acc: Access, v: VcpuId, vector: number, label: RacePoint = 'pi:pir-set'): boolean {
+  return acc.testAndSetBit(acc.layout.pid(v, PID.PIR, vecWord(vector)), vecPos(vector), label);
 }
 
 /**
@@ -62,6 +62,30 @@ export function piTestOn(acc: Access, v: VcpuId): boolean {
  */
 export function piTestSn(acc: Access, v: VcpuId): boolean {
   return (acc.readOnce(acc.layout.pid(v, PID.CONTROL), 'pi:sn-read') & (1 << POSTED_INTR_SN)) !== 0;
+}
+
+/**
+ * Set SN (locked): posting hardware then sets PIR bits only, no ON, no notification.
+ * @kvm arch/x86/include/asm/posted_intr.h pi_set_sn
+ */
+export function piSetSn(acc: Access, v: VcpuId): void {
+  acc.setBit(acc.layout.pid(v, PID.CONTROL), POSTED_INTR_SN, 'pi:sn-set');
+}
+
+/**
+ * Clear SN (locked); returns whether it was set.
+ * @kvm arch/x86/include/asm/posted_intr.h pi_test_and_clear_sn
+ */
+export function piTestAndClearSn(acc: Access, v: VcpuId): boolean {
+  return acc.testAndClearBit(acc.layout.pid(v, PID.CONTROL), POSTED_INTR_SN, 'pi:sn-clear');
+}
+
+/**
+ * Set ON (locked).
+ * @kvm arch/x86/include/asm/posted_intr.h pi_set_on
+ */
+export function piSetOn(acc: Access, v: VcpuId): void {
+  acc.setBit(acc.layout.pid(v, PID.CONTROL), POSTED_INTR_ON, 'pi:on-set');
 }
 
 /**

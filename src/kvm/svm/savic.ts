@@ -7,7 +7,8 @@
  * - KVM-originated interrupts go through KVM's IRR into RequestedIRR on the target's own thread
  *   right before VMRUN (inject_irq); VMRUN merges them (sev.ts).
  * - Guest IPIs: #VC handler in the guest + MSR_PROT VMGEXIT → savic_handle_icr_write
- *   (has_pending_ipi, full fence, doorbell or kick); the idle-HLT intercept (hw.ts).
+ *   (has_pending_ipi, full fence, doorbell or kick); the idle-HLT intercept KVM programs
+ *   ({@link savicHltIntercept}) and the CPU honours (hw/svm/savic.ts).
  * - NMIs are vNMI only (V_NMI_PENDING) and NMI_REQUEST in the backing page.
  * - Secure AVIC is fixed in SEV_FEATURES at launch: like TDX, KVM never runs the guest with it
  *   deactivated, so an APICv inhibit that would deactivate it marks the VM bugged (the RFC does
@@ -19,7 +20,40 @@ import type { Access } from '../../mem/access.js';
 import { kvmVmBugged } from '../vm-bug.js';
 import { ExitReason, type KvmX86Ops } from '../x86-ops.js';
 import { savicDeliverInterrupt, savicHandleIcrWrite, savicInjectIrq, savicInjectNmi, savicPreSevRun, savicProtectedApicHasInterrupt } from '../../kvm/svm/sev.js';
-import { savicVcpuRun } from '../../hw/svm/savic.js';
+import { savicVcpuRun, type SavicHltIntercept } from '../../hw/svm/savic.js';
+import { definePatch } from '../patches.js';
+import type { KvmCtx } from '../x86-ops.js';
+
+/**
+ * Bug patch (SA-3, hypothetical): the Secure AVIC vCPU's VMCB has the plain HLT intercept
+ * instead of the idle-HLT intercept. HLT then exits even with a virtual interrupt pending in the
+ * guest-owned backing page, and KVM — which cannot read that IRR — blocks the vCPU unless
+ * has_pending_ipi is still set. The RFC's cover letter: "idle HLT intercept feature should be
+ * always enabled for a Secure AVIC guest. Otherwise, any pending interrupts in vAPIC IRR during
+ * HLT VMEXIT would not be serviced and the vCPU could get stuck in HLT until the next wakeup
+ * event".
+ * @kvm arch/x86/kvm/svm/sev.c (RFC) Secure AVIC VMCB set-up (INTERCEPT_IDLE_HLT)
+ */
+export const PATCH_SAVIC_PLAIN_HLT_INTERCEPT = definePatch({
+  id: 'savic-plain-hlt-intercept',
+  step: 'Secure AVIC VMCB set-up (HLT intercept)',
+  summary: 'the VMCB intercepts HLT plainly instead of with the idle-HLT intercept, so HLT exits with a virtual interrupt pending that KVM cannot see',
+  origin: { kind: 'hypothetical', ref: 'seed 003: [RFC PATCH v2 00/17] AMD: Add Secure AVIC KVM Support, "Idle HLT Intercept"', subject: 'the stuck-in-HLT failure the cover letter gives as the reason idle-HLT must always be enabled' },
+  kernel: 'none: Secure AVIC KVM support is an RFC (v2, Sep 2025), not upstream; it requires the idle-HLT intercept',
+  vendors: ['savic'],
+});
+
+const IDLE_HLT: SavicHltIntercept = { idleHlt: true };
+const PLAIN_HLT: SavicHltIntercept = { idleHlt: false };
+
+/**
+ * The HLT intercept KVM programs for a Secure AVIC vCPU: idle-HLT (exit only with no V_INTR
+ * pending), which the series requires because KVM cannot see the guest's IRR.
+ * @kvm arch/x86/kvm/svm/sev.c (RFC) Secure AVIC VMCB set-up
+ */
+export function savicHltIntercept(ctx: Pick<KvmCtx, 'patches'>): SavicHltIntercept {
+  return ctx.patches.has(PATCH_SAVIC_PLAIN_HLT_INTERCEPT) ? PLAIN_HLT : IDLE_HLT;
+}
 
 /**
  * A vCPU at creation: Secure AVIC active, and the guest's firmware setup of its backing page —
@@ -49,7 +83,7 @@ export const savicX86Ops: KvmX86Ops = {
   // svm_vcpu_run: pre_sev_run (KVM), then VMRUN and the guest until #VMEXIT (the CPU).
   vcpuRun: (ctx, v, guest, maxSteps) => {
     savicPreSevRun(ctx, v);
-    return savicVcpuRun(ctx, v, guest, maxSteps);
+    return savicVcpuRun(ctx, v, guest, maxSteps, savicHltIntercept(ctx));
   },
   handleHostIrq(): void {
     // Root mode: a reschedule IPI has done its job by interrupting.

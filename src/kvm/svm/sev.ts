@@ -25,8 +25,43 @@ import { kvmMakeRequest, KVM_REQ_EVENT } from '../requests.js';
 import { kvmVcpuKick } from '../kick.js';
 import { EV } from '../../trace/events.js';
 import type { KvmCtx } from '../x86-ops.js';
-import { avicRingDoorbell } from '../../hw/svm/avic.js';
+import { avicRingDoorbell } from './avic.js';
+import { definePatch } from '../patches.js';
 import { forEachBit, savicFateCounter, type SavicVectorFate } from '../../hw/svm/savic.js';
+
+/**
+ * Bug patch (SA-1, hypothetical): KVM's deliver_interrupt for a Secure AVIC vCPU writes the
+ * target's RequestedIRR and UpdateIRR from the delivering thread instead of leaving the vector in
+ * KVM's IRR for the target's own inject_irq. VMRUN reads RequestedIRR and then clears it (not
+ * atomically with respect to software), so a vector OR-ed in between is lost. The RFC's cover
+ * letter names this race as the reason all writes happen on the CPU that runs the vCPU; both
+ * posted versions (RFC v1, Feb 2025; RFC v2, Sep 2025) inject there.
+ * @kvm arch/x86/kvm/svm/sev.c (RFC) sev_savic_set_requested_irr — the injection flow it replaces
+ */
+export const PATCH_SAVIC_REMOTE_REQUESTED_IRR = definePatch({
+  id: 'savic-remote-requested-irr',
+  step: 'deliver_interrupt (Secure AVIC)',
+  summary: "the delivering thread ORs the vector into the target's RequestedIRR and sets UpdateIRR itself (KVM's runnable check then looks at UpdateIRR), racing with VMRUN's read-then-clear of those fields",
+  origin: { kind: 'hypothetical', ref: 'seed 003: [RFC PATCH v2 00/17] AMD: Add Secure AVIC KVM Support, "Interrupt Injection"', subject: 'the cross-CPU RequestedIRR write the cover letter rules out ("hardware clearing of RequestedIRR and UpdateIRR can race with KVM\'s writes")' },
+  kernel: 'none: Secure AVIC KVM support is an RFC (v1 Feb 2025, v2 Sep 2025), not upstream; neither version writes RequestedIRR from another CPU',
+  vendors: ['savic'],
+});
+
+/**
+ * Bug patch (SA-2, hypothetical): savic_handle_icr_write without the smp_mb() between the
+ * has_pending_ipi store and the vcpu->mode load. The load can pass the buffered store (x86 store
+ * buffering): KVM sees IN_GUEST_MODE after the target left guest mode and rings a doorbell only,
+ * while the target's check in kvm_vcpu_block still reads has_pending_ipi = 0 and sleeps.
+ * @kvm arch/x86/kvm/svm/sev.c (RFC) savic_handle_icr_write
+ */
+export const PATCH_SAVIC_ICR_WRITE_NO_MB = definePatch({
+  id: 'savic-icr-write-no-mb',
+  step: 'savic_handle_icr_write',
+  summary: 'no smp_mb() between the has_pending_ipi store and the vcpu->mode load of the IPI target',
+  origin: { kind: 'hypothetical', ref: 'RFC v1 09/19 (20250228085115.105648-10) and RFC v2 07/17 both have the barrier', subject: 'KVM: SVM: Add IPI Delivery Support for Secure AVIC ("Order sev_savic_has_pending_ipi write and vcpu->mode read")' },
+  kernel: 'none: Secure AVIC KVM support is an RFC, not upstream, and every posted version has the barrier',
+  vendors: ['savic'],
+});
 
 /**
  * Move KVM's pending IRR into RequestedIRR on the CPU about to VMRUN the vCPU: OR each word
@@ -60,6 +95,18 @@ export function savicSetRequestedIrr(acc: Access, v: VcpuId, fate?: (f: SavicVec
  */
 export function savicDeliverInterrupt(ctx: KvmCtx, target: VcpuId, vector: number): void {
   const { acc, L } = ctx;
+  if (ctx.patches.has(PATCH_SAVIC_REMOTE_REQUESTED_IRR)) {
+    // The delivering thread injects itself: RequestedIRR |= vector; UpdateIRR = 1 — while the
+    // target's CPU may be inside VMRUN's read-then-clear of the same fields.
+    if (ctx.runningVcpu !== target) ctx.stats.count('savicRemoteRequestedIrr');
+    if ((acc.atomicOr(L.vmcb(target, VMCB.REQUESTED_IRR, vecWord(vector)), 1 << vecPos(vector), 'savic:remote-requested-irr-or') >>> vecPos(vector)) & 1) {
+      ctx.stats.countCoalesced(target, vector);
+      ctx.trace.emit(EV.COALESCED, target, vector, 3);
+    }
+    acc.writeOnce(L.vmcb(target, VMCB.UPDATE_IRR), 1, 'savic:remote-update-irr-write');
+    kvmVcpuKick(ctx, target);
+    return;
+  }
   if (acc.testAndSetBit(L.apicBitmapWord(target, APIC_IRR, vecWord(vector)), vecPos(vector), 'savic:kvm-irr-set')) {
     ctx.stats.countCoalesced(target, vector);
     ctx.trace.emit(EV.COALESCED, target, vector, 2);
@@ -108,6 +155,9 @@ export function savicProtectedApicHasInterrupt(ctx: KvmCtx, v: VcpuId): boolean 
   const { acc, L } = ctx;
   acc.smpMb('savic:has-interrupt-mb');
   if (acc.readOnce(L.vmcb(v, VMCB.HAS_PENDING_IPI), 'savic:pending-ipi-read') !== 0) return true;
+  // Under savic-remote-requested-irr KVM's IRR is bypassed: a vector waiting in RequestedIRR for
+  // VMRUN is what that design has pending.
+  if (ctx.patches.has(PATCH_SAVIC_REMOTE_REQUESTED_IRR) && acc.readOnce(L.vmcb(v, VMCB.UPDATE_IRR), 'savic:update-irr-read') !== 0) return true;
   return apicFindHighestIrr(acc, v) >= 0;
 }
 
@@ -123,10 +173,12 @@ export function savicHandleIcrWrite(ctx: KvmCtx, source: VcpuId, lo: number, hi:
   for (const t of apicDestinations(acc, source, icr, ctx.nrVcpus, true)) {
     if (t === source) continue;
     acc.writeOnce(L.vmcb(t, VMCB.HAS_PENDING_IPI), 1, 'savic:pending-ipi-set');
-    acc.smpMb('savic:pending-ipi-mb');
+    // Order the has_pending_ipi store before the vcpu->mode load (pairs with the target's
+    // mode = OUTSIDE_GUEST_MODE ... smp_mb() ... has_pending_ipi load).
+    if (!ctx.patches.has(PATCH_SAVIC_ICR_WRITE_NO_MB)) acc.smpMb('savic:pending-ipi-mb');
     const inGuest = acc.loadAcquire(L.vcpu(t, VCPU.MODE), 'savic:mode-read') === IN_GUEST_MODE;
     ctx.trace.emit(EV.SAVIC_PENDING_IPI, t, inGuest ? 1 : 0);
-    if (inGuest) avicRingDoorbell(ctx, acc.readOnce(L.vcpu(t, VCPU.CPU), 'savic:cpu-read'));
+    if (inGuest) avicRingDoorbell(ctx, t);
     else kvmVcpuKick(ctx, t);
   }
 }

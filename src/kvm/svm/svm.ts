@@ -2,21 +2,42 @@
  * AMD SVM with AVIC/x2AVIC, behind the {@link KvmX86Ops} seam.
  * @kvm arch/x86/kvm/svm/svm.c svm_x86_ops
  */
-import { AVIC_PHYSID, VCPU, type VcpuId } from '../../mem/layout.js';
+import { VCPU, type PcpuId, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 import { kvmApicHasInterrupt } from '../../apic/index.js';
-import { ExitReason, type KvmX86Ops } from '../x86-ops.js';
+import { ExitReason, type KvmCtx, type KvmX86Ops } from '../x86-ops.js';
 import { vmxX86Ops } from '../vmx/vmx.js';
-import { avicKickTargetVcpu, avicVcpuLoad, avicVcpuPut, svmDeliverInterrupt } from '../../kvm/svm/avic.js';
+import { avicIncompleteIpiInterception, avicInitBackingPage, avicRefreshApicvExecCtrl, avicVcpuBlocking, avicVcpuLoad, avicVcpuPut, avicVcpuUnblocking, svmDeliverInterrupt } from './avic.js';
 import { svmVcpuRun } from '../../hw/svm/avic.js';
 
 /**
- * A vCPU at creation: AVIC active, a valid physical APIC ID table entry, not running.
- * @kvm arch/x86/kvm/svm/avic.c avic_init_backing_page
+ * A vCPU at creation: AVIC active, a valid physical APIC ID table entry naming its backing page,
+ * not running.
+ * @kvm arch/x86/kvm/svm/avic.c avic_init_vcpu (avic_init_backing_page)
  */
 export function svmVcpuCreate(acc: Access, v: VcpuId): void {
   acc.writeOnce(acc.layout.vcpu(v, VCPU.APICV_ACTIVE), 1, 'apicv:init');
-  acc.writeOnce(acc.layout.avicPhysId(v), AVIC_PHYSID.VALID, 'avic:init');
+  avicInitBackingPage(acc, v);
+}
+
+function apicvActive(ctx: KvmCtx, v: VcpuId): boolean {
+  return ctx.acc.readOnce(ctx.L.vcpu(v, VCPU.APICV_ACTIVE), 'apicv:active-read') !== 0;
+}
+
+/**
+ * sched-in on `cpu`: load the AVIC when APICv is active.
+ * @kvm arch/x86/kvm/svm/svm.c svm_vcpu_load
+ */
+export function svmVcpuLoad(ctx: KvmCtx, v: VcpuId, cpu: PcpuId): void {
+  if (apicvActive(ctx, v)) avicVcpuLoad(ctx, v, cpu);
+}
+
+/**
+ * sched-out: put the AVIC when APICv is active.
+ * @kvm arch/x86/kvm/svm/svm.c svm_vcpu_put
+ */
+export function svmVcpuPut(ctx: KvmCtx, v: VcpuId): void {
+  if (apicvActive(ctx, v)) avicVcpuPut(ctx, v);
 }
 
 /** The SVM/AVIC vendor operations. @kvm arch/x86/kvm/svm/svm.c svm_x86_ops */
@@ -27,24 +48,17 @@ export const svmX86Ops: KvmX86Ops = {
   syncPirToIrr: () => -1,
   apicHasInterrupt: (ctx, v) => kvmApicHasInterrupt(ctx.acc, v) >= 0,
   injectPending: vmxX86Ops.injectPending,
-  vcpuLoad: (ctx, v, cpu) => avicVcpuLoad(ctx, v, cpu),
-  vcpuPut: (ctx, v) => avicVcpuPut(ctx, v),
+  vcpuLoad: svmVcpuLoad,
+  vcpuPut: svmVcpuPut,
   vcpuRun: svmVcpuRun,
   handleHostIrq(): void {
     // Root mode: a reschedule IPI has done its job by interrupting.
   },
   handleExit(ctx, v, exit) {
-    if (exit.reason === ExitReason.AVIC_INCOMPLETE_IPI) for (const t of exit.incompleteIpiTargets ?? []) avicKickTargetVcpu(ctx, t);
-    void v;
+    // svm_exit_handlers[SVM_EXIT_AVIC_INCOMPLETE_IPI]
+    if (exit.reason === ExitReason.AVIC_INCOMPLETE_IPI) avicIncompleteIpiInterception(ctx, v, exit);
   },
-  // avic_vcpu_blocking / avic_vcpu_unblocking: IsRunning off while the vCPU blocks.
-  vcpuBlocking: (ctx, v) => avicVcpuPut(ctx, v),
-  vcpuUnblocking: (ctx, v) => {
-    if (ctx.cpu >= 0) avicVcpuLoad(ctx, v, ctx.cpu);
-  },
-  refreshApicvExecCtrl(ctx, v, active) {
-    // avic_refresh_apicv_exec_ctrl: deactivation clears IsRunning; activation re-loads.
-    if (!active) avicVcpuPut(ctx, v);
-    else if (ctx.cpu >= 0) avicVcpuLoad(ctx, v, ctx.cpu);
-  },
+  vcpuBlocking: avicVcpuBlocking,
+  vcpuUnblocking: avicVcpuUnblocking,
+  refreshApicvExecCtrl: avicRefreshApicvExecCtrl,
 };

@@ -53,9 +53,20 @@ import {
 } from '../../host/cpuhp.js';
 import { cr4Vmxe, virtCpuBoot } from '../../host/virt-cpu.js';
 import { ERRNO } from '../../host/errno.js';
+import { definePatch, NO_PATCHES, type PatchSet } from '../patches.js';
+import { cpuEmergencyRegisterVirtCallback } from '../../host/virt-cpu.js';
 import {
+  KVM_CPUHP_ONLINE,
+  KVM_CPUHP_ONLINE_V69,
+  VMX_EMERGENCY_CALLBACK,
+  hardwareDisableAll,
+  hardwareEnableAll,
+  kvmCpuhpStep,
+  kvmCpuhpStepV69,
   kvmDisableVirtualization,
   kvmEnableVirtualization,
+  kvmInitV69,
+  kvmInitVirtualization,
   kvmVirtInit,
   KVM_VIRT_WORDS,
   vmxDisableVirtualizationCpu,
@@ -104,6 +115,57 @@ export const KVM_TDX_VCPU = { CPU: 0 } as const;
 
 /** Callback id of "kvm/cpu/tdx:online". */
 export const TDX_CPUHP_ONLINE = 3;
+
+/**
+ * Bug patch (TB-2): tdx_offline_cpu lets the last online CPU of a package go offline although a
+ * TD holds an HKID (the teardown always returns 0); the HKID can then not be reclaimed
+ * (TDH.PHYMEM.CACHE.WB needs a CPU on every package). Every posted TDX series has the check
+ * ("KVM: TDX: Refuse to unplug the last cpu on the package", from v9 of Sep 2022 on); the patch
+ * shows why.
+ * @kvm arch/x86/kvm/vmx/tdx.c tdx_offline_cpu
+ */
+export const PATCH_TDX_OFFLINE_CPU_NO_HKID_CHECK = definePatch({
+  id: 'tdx-offline-cpu-no-hkid-check',
+  step: 'tdx_offline_cpu',
+  summary: 'the TDX cpuhp teardown allows offlining the last online CPU of a package while a TD holds an HKID',
+  origin: { kind: 'hypothetical', ref: '[PATCH v19 041/130] KVM: TDX: Refuse to unplug the last cpu on the package (2024-02-26; the check is in every version since v9, 2022-09-30)', subject: 'KVM: TDX: Refuse to unplug the last cpu on the package' },
+  kernel: 'none (every posted TDX KVM refuses it; 6.16 tdx_offline_cpu returns -EBUSY)',
+  vendors: ['tdx'],
+});
+
+/**
+ * Bug patch (TB-1): tdx_bringup registers the TDX cpuhp state and runs tdx_enable() without
+ * cpus_read_lock(), so a CPU can come up (or go down) between the tdx_cpu_enable pass and
+ * TDH.SYS.CONFIG / TDH.SYS.KEY.CONFIG. tdx_enable() requires the caller to hold the hotplug lock
+ * (and cpuhp_setup_state_cpuslocked asserts it); the patch shows why.
+ * @kvm arch/x86/kvm/vmx/tdx.c __tdx_bringup (cpus_read_lock(); __do_tdx_bringup(); cpus_read_unlock())
+ */
+export const PATCH_TDX_BRINGUP_NO_HOTPLUG_LOCK = definePatch({
+  id: 'tdx-bringup-no-hotplug-lock',
+  step: '__tdx_bringup',
+  summary: 'the TDX cpuhp registration and tdx_enable() run without cpus_read_lock()',
+  origin: { kind: 'hypothetical', ref: 'arch/x86/virt/vmx/tdx/tdx.c tdx_enable ("This function assumes the caller has: 1) held read lock of CPU hotplug lock")', subject: 'KVM: VMX: Initialize TDX during KVM module load (Kai Huang) — the bring-up under cpus_read_lock' },
+  kernel: 'none (6.16 holds cpus_read_lock around __do_tdx_bringup)',
+  vendors: ['tdx'],
+});
+
+/**
+ * The TDX v19 bring-up with the pre-6.10 KVM enabling it was written against (seed 004): at
+ * kvm_intel load, under cpus_read_lock, VMXON + tdx_cpu_enable on every online CPU, tdx_enable,
+ * VMXOFF; CPUHP_AP_KVM_ONLINE registered at kvm_init; VMXON later only while a VM holds a
+ * reference (hardware_enable_all), `.hardware_enable = vmx_hardware_enable` ("TDX cpu
+ * enablement is done by tdx_hardware_setup()"). Not a bug in this model: every LP must run
+ * TDH.SYS.LP.INIT before TDH.SYS.CONFIG and keeps it, so no CPU can later lack it.
+ * @kvm arch/x86/kvm/vmx/tdx.c tdx_hardware_setup (TDX v19: tdx_on / vmx_off / tdx_module_setup)
+ */
+export const PATCH_TDX_V19_BRINGUP = definePatch({
+  id: 'tdx-v19-bringup',
+  step: 'tdx_hardware_setup / kvm_init',
+  summary: 'TDX brought up at kvm_intel load with VMX switched on and off around it, VMXON afterwards only per VM (pre-6.10 hardware_enable_all, usage-conditional kvm_online_cpu)',
+  origin: { kind: 'proposal', ref: '[PATCH v19 023/130] KVM: TDX: Initialize the TDX module when loading the KVM intel kernel module (Isaku Yamahata, 2024-02-26, <f028d43abeadaa3134297d28fb99f283445c0333.1708933498.git.isaku.yamahata@intel.com>; seed 004)', subject: 'KVM: TDX: Initialize the TDX module when loading the KVM intel kernel module' },
+  kernel: 'none released (TDX v19 series on v6.8-era KVM; 6.16 uses kvm_enable_virtualization + the TDX cpuhp state)',
+  vendors: ['tdx'],
+});
 
 /**
  * Where KVM's TDX state lives, with the module and KVM enabling state it uses.
@@ -238,7 +300,8 @@ export function tdxOnlineCpu(acc: Access, b: TdxPlaces, cpu: number): number {
  * every package.
  * @kvm arch/x86/kvm/vmx/tdx.c tdx_offline_cpu
  */
-export function tdxOfflineCpu(acc: Access, b: TdxPlaces, cpu: number): number {
+export function tdxOfflineCpu(acc: Access, b: TdxPlaces, cpu: number, patches: PatchSet = NO_PATCHES): number {
+  if (patches.has(PATCH_TDX_OFFLINE_CPU_NO_HKID_CHECK)) return 0;
   if (tdxNrConfiguredHkid(acc, b) === 0) return 0;
   const pl = b.module.cpuhp;
   const pkg = topologyPhysicalPackageId(acc, pl, cpu);
@@ -250,8 +313,8 @@ export function tdxOfflineCpu(acc: Access, b: TdxPlaces, cpu: number): number {
  * "kvm/cpu/tdx:online" as 6.16 registers it.
  * @kvm arch/x86/kvm/vmx/tdx.c __do_tdx_bringup (cpuhp_setup_state_cpuslocked(CPUHP_AP_ONLINE_DYN, "kvm/cpu/tdx:online", tdx_online_cpu, tdx_offline_cpu))
  */
-export function tdxCpuhpStep(acc: Access, b: TdxPlaces): CpuhpStep {
-  return { name: 'kvm/cpu/tdx:online', startup: (cpu) => tdxOnlineCpu(acc, b, cpu), teardown: (cpu) => tdxOfflineCpu(acc, b, cpu) };
+export function tdxCpuhpStep(acc: Access, b: TdxPlaces, patches: PatchSet = NO_PATCHES): CpuhpStep {
+  return { name: 'kvm/cpu/tdx:online', startup: (cpu) => tdxOnlineCpu(acc, b, cpu), teardown: (cpu) => tdxOfflineCpu(acc, b, cpu, patches) };
 }
 
 /** Delete the vCPU from its CPU's list, then (smp_wmb) vcpu->cpu = -1. */
@@ -318,21 +381,15 @@ export function doTdxBringup(acc: Access, b: TdxPlaces, cbs: CpuhpCallbacks, cal
 /**
  * Bring TDX up at kvm_intel load (6.16): take a virtualization reference (VMXON everywhere, kept
  * while TDX is enabled), then under the hotplug lock register the TDX cpuhp state and run
- * tdx_enable. On failure drop the reference and clear enable_tdx. `hotplugLocked` is the section
- * the TDX part runs in (cpus_read_lock … cpus_read_unlock).
+ * tdx_enable (without the lock under {@link PATCH_TDX_BRINGUP_NO_HOTPLUG_LOCK}). On failure drop
+ * the reference and clear enable_tdx.
  * @kvm arch/x86/kvm/vmx/tdx.c tdx_bringup (__tdx_bringup)
  */
-export function tdxBringup(
-  acc: Access,
-  b: TdxPlaces,
-  ops: KvmVirtOps,
-  cbs: CpuhpCallbacks,
-  callerCpu: number,
-  hotplugLocked: (fn: () => number) => number = (fn) => withCpusReadLock(acc, b.module.cpuhp, fn),
-): number {
+export function tdxBringup(acc: Access, b: TdxPlaces, ops: KvmVirtOps, cbs: CpuhpCallbacks, callerCpu: number, patches: PatchSet = NO_PATCHES): number {
   let r = kvmEnableVirtualization(acc, b.kvm, ops, cbs);
   if (r === 0) {
-    r = hotplugLocked(() => doTdxBringup(acc, b, cbs, callerCpu));
+    const bringup = () => doTdxBringup(acc, b, cbs, callerCpu);
+    r = patches.has(PATCH_TDX_BRINGUP_NO_HOTPLUG_LOCK) ? bringup() : withCpusReadLock(acc, b.module.cpuhp, bringup);
     if (r !== 0) kvmDisableVirtualization(acc, b.kvm, ops, cbs);
   }
   if (r !== 0) acc.writeOnce(gw(b, KVM_TDX.ENABLE_TDX), 0, 'kvm-tdx:enable-clear');
@@ -373,22 +430,57 @@ export function tdxHardwareSetupV19(acc: Access, b: TdxPlaces, callerCpu: number
 }
 
 /**
- * The v19 vendor hooks: enabling a CPU is VMXON plus tdx_cpu_enable when TDX is on (undoing VMXON
- * if that fails, which keeps the CPU offline); disabling flushes TD vCPUs, then VMXOFF.
- * @kvm arch/x86/kvm/vmx/main.c vt_hardware_enable / vt_hardware_disable (TDX v19)
+ * The cpuhp callbacks of a TDX host as thread `acc` runs them: 6.16 — KVM's VMXON state, then
+ * "kvm/cpu/tdx:online"; under {@link PATCH_TDX_V19_BRINGUP} — only KVM's pre-6.10 state
+ * (VMXON only while a VM holds a reference). `ops` are the vendor hooks ({@link vtVirtOps}: in
+ * v19 too `.hardware_enable` is plain VMXON).
+ * @kvm kernel/cpu.c cpuhp_invoke_callback (CPUHP_AP_KVM_ONLINE, "kvm/cpu/tdx:online")
  */
-export function vtVirtOpsV19(acc: Access, b: TdxPlaces): KvmVirtOps {
-  const base = vtVirtOps(acc, b);
-  return {
-    ...base,
-    enableVirtualizationCpu: (cpu) => {
-      let r = vmxEnableVirtualizationCpu(acc, b.kvm, cpu);
-      if (r !== 0 || !tdxEnabled(acc, b)) return r;
-      r = tdxCpuEnable(acc, b.module, cpu);
-      if (r !== 0) vmxDisableVirtualizationCpu(acc, b.kvm, cpu);
-      return r;
-    },
-  };
+export function tdxHostCpuhpCallbacks(acc: Access, b: TdxPlaces, ops: KvmVirtOps, patches: PatchSet = NO_PATCHES): CpuhpCallbacks {
+  if (patches.has(PATCH_TDX_V19_BRINGUP)) return new Map([[KVM_CPUHP_ONLINE_V69, kvmCpuhpStepV69(acc, b.kvm, ops)]]);
+  return new Map([
+    [KVM_CPUHP_ONLINE, kvmCpuhpStep(acc, b.kvm, ops)],
+    [TDX_CPUHP_ONLINE, tdxCpuhpStep(acc, b, patches)],
+  ]);
+}
+
+/**
+ * kvm_intel's module init on `callerCpu`: the TDX bring-up, then kvm_init (/dev/kvm last).
+ * 6.16: tdx_bringup, then kvm_init_virtualization (the enable-at-load reference). Under
+ * {@link PATCH_TDX_V19_BRINGUP}: tdx_hardware_setup (v19), the emergency-disable callback
+ * registered by vmx_init after kvm_x86_vendor_init, and the pre-6.10 kvm_init (CPUHP_AP_KVM_ONLINE
+ * registered without calls). Returns the bring-up's result (0: TDX on).
+ * @kvm arch/x86/kvm/vmx/main.c vt_init (6.16) / vmx_init (v6.9 with TDX v19)
+ */
+export function vtInit(acc: Access, b: TdxPlaces, ops: KvmVirtOps, cbs: CpuhpCallbacks, callerCpu: number, patches: PatchSet = NO_PATCHES): number {
+  if (patches.has(PATCH_TDX_V19_BRINGUP)) {
+    const r = tdxHardwareSetupV19(acc, b, callerCpu);
+    cpuEmergencyRegisterVirtCallback(acc, b.kvm.virt, VMX_EMERGENCY_CALLBACK);
+    kvmInitV69(acc, b.kvm, cbs);
+    return r;
+  }
+  const r = tdxBringup(acc, b, ops, cbs, callerCpu, patches);
+  kvmInitVirtualization(acc, b.kvm, ops, cbs);
+  return r;
+}
+
+/**
+ * KVM_CREATE_VM's virtualization reference (6.16 kvm_enable_virtualization; pre-6.10
+ * hardware_enable_all under {@link PATCH_TDX_V19_BRINGUP}).
+ * @kvm virt/kvm/kvm_main.c kvm_create_vm
+ */
+export function kvmCreateVmVirt(acc: Access, b: TdxPlaces, ops: KvmVirtOps, cbs: CpuhpCallbacks, patches: PatchSet = NO_PATCHES): number {
+  return patches.has(PATCH_TDX_V19_BRINGUP) ? hardwareEnableAll(acc, b.kvm, ops) : kvmEnableVirtualization(acc, b.kvm, ops, cbs);
+}
+
+/**
+ * kvm_destroy_vm's virtualization reference drop (6.16 kvm_disable_virtualization; pre-6.10
+ * hardware_disable_all under {@link PATCH_TDX_V19_BRINGUP}).
+ * @kvm virt/kvm/kvm_main.c kvm_destroy_vm
+ */
+export function kvmDestroyVmVirt(acc: Access, b: TdxPlaces, ops: KvmVirtOps, cbs: CpuhpCallbacks, patches: PatchSet = NO_PATCHES): void {
+  if (patches.has(PATCH_TDX_V19_BRINGUP)) hardwareDisableAll(acc, b.kvm, ops);
+  else kvmDisableVirtualization(acc, b.kvm, ops, cbs);
 }
 
 /** The first online CPU of every package (the hotplug lock is held). */

@@ -56,6 +56,7 @@ import {
   type HostRegName,
 } from '../../host/msr.js';
 import { kvmFindUserReturnMsr, kvmUserReturnMsrUpdateCache, type UretPlaces } from '../../host/uret.js';
+import { definePatch, NO_PATCHES, type PatchSet } from '../patches.js';
 import { KVM_HOST_XCR0, KVM_HOST_XSS, KVM_SUPPORTED_XCR0, KVM_SUPPORTED_XSS, getDebugctlmsr, taskGsbase, updateDebugctlmsr, type HostPoint, type HostSwPlaces } from '../../host/host-state.js';
 
 /** Word offsets of a TD vCPU's host-state bookkeeping. @kvm arch/x86/kvm/vmx/common.h struct vcpu_vt; arch/x86/kvm/vmx/tdx.h struct vcpu_tdx; arch/x86/include/asm/kvm_host.h struct kvm_vcpu_arch */
@@ -231,12 +232,13 @@ export type TdExitReason = 'nmi' | 'external-interrupt' | 'tdvmcall';
  * then {@link tdxTdExitHostState}. Returns the exit reason.
  * @kvm arch/x86/virt/vmx/tdx/tdx.c tdh_vp_enter (TDX module tdh_vp_enter.c, td_exit.c td_vmexit_to_vmm)
  */
-export function tdhVpEnter(acc: Access, P: TdxHostStatePlaces, p: PcpuId, td: TdHostConfig, guest: () => TdExitReason): TdExitReason {
+export function tdhVpEnter(acc: Access, P: TdxHostStatePlaces, p: PcpuId, td: TdHostConfig, guest: () => TdExitReason, seamret?: () => void): TdExitReason {
   writeU64(acc, lpWord(P, p, TDX_LP.SEAMCALL_DEBUGCTL), readHostReg(acc, P, p, 'DEBUGCTL'), 'tdx:seamcall-save-debugctl');
   writeU64(acc, lpWord(P, p, TDX_LP.VMM_TSX_CTRL), readHostReg(acc, P, p, 'TSX_CTRL'), 'tdx:seam-save-tsx-ctrl');
   tdxLoadGuestState(acc, P, p, td);
   const reason = guest();
   tdxTdExitHostState(acc, P, p, td);
+  seamret?.();
   return reason;
 }
 
@@ -350,25 +352,46 @@ export function tdxVcpuPut(acc: Access, P: TdxHostStatePlaces, v: VcpuId): void 
 export interface TdxRunHooks {
   /** An instruction boundary at `point`: an NMI may be taken here. */
   at(point: HostPoint): void;
-  /** The TD runs (SEAM non-root) until it exits; returns why. */
+  /** SEAMCALL, the TD in SEAM non-root until it exits, the exit into SEAM root; returns why. */
   guest(): TdExitReason;
+  /** SEAMRET's reload of the NMI-blocking state (after the module's host-state writes). */
+  seamret?(): void;
+  /** KVM decodes the exit right after tdh_vp_enter (tdx_to_vmx_exit_reason, the exit qualification). */
+  exitDecode?(): void;
   /** KVM calls the host NMI handler for an NMI-caused TD exit (vmx_handle_nmi). */
   handleNmi(): void;
 }
 
 /**
- * The two KVM steps a scenario variant may change; everything else in {@link tdxVcpuRun} is fixed.
- * @emulator
+ * Bug patch (HS-1, seed 002): tdx_vcpu_run does not put back the host's IA32_DEBUGCTL after the
+ * TD run — the TDX module keeps only bits 1, 12 and 14 — as in the first posting of the TD
+ * enter/exit series, whose cover letter says "MSR IA32_DEBUGCTL appears to have been overlooked".
+ * @kvm arch/x86/kvm/vmx/tdx.c tdx_vcpu_run (before "KVM: TDX: Save and restore IA32_DEBUGCTL")
  */
-export interface TdxRunSteps {
-  /** Restore the host DEBUGCTL after the TD run. */
-  restoreDebugctl: boolean;
-  /** Set guest_entered in tdx_vcpu_run (else the caller sets it later). */
-  markGuestEntered: boolean;
-}
+export const PATCH_TDX_NO_DEBUGCTL_RESTORE = definePatch({
+  id: 'tdx-no-debugctl-restore',
+  step: 'tdx_vcpu_run',
+  summary: 'no update_debugctlmsr(host_debugctl) after the TD run: perf\'s LBR/BTF bits stay cleared by the TD exit',
+  origin: { kind: 'proposal', ref: '[PATCH 0/7] KVM: TDX: TD vcpu enter/exit (Adrian Hunter, 2024-11-21; seed 002)', subject: 'KVM: TDX: TD vcpu enter/exit v1 ("MSR IA32_DEBUGCTL appears to have been overlooked"; fixed by "KVM: TDX: Save and restore IA32_DEBUGCTL")' },
+  kernel: 'none released (the TD enter/exit series v1, Nov 2024; 6.16 restores DEBUGCTL)',
+  vendors: ['tdx'],
+});
 
-/** The kernel's steps. @kvm arch/x86/kvm/vmx/tdx.c tdx_vcpu_run */
-export const TDX_RUN_STEPS: TdxRunSteps = { restoreDebugctl: true, markGuestEntered: true };
+/**
+ * Bug patch (HS-2): guest_entered is set by the exit handler (tdx_handle_exit, IRQs on and
+ * preemptible) instead of right after the TD run in tdx_vcpu_run, so a vcpu_put in between
+ * skips the user-return cache update after a real entry. No posted version did this; it shows
+ * why the flag is set where it is.
+ * @kvm arch/x86/kvm/vmx/tdx.c tdx_vcpu_run (tdx->guest_entered = true)
+ */
+export const PATCH_TDX_GUEST_ENTERED_IN_EXIT_HANDLER = definePatch({
+  id: 'tdx-guest-entered-in-exit-handler',
+  step: 'tdx_vcpu_run / tdx_handle_exit',
+  summary: 'guest_entered is set in tdx_handle_exit after preempt_enable(), not in tdx_vcpu_run: a preemption in between puts the vCPU without telling the user-return cache',
+  origin: { kind: 'hypothetical', ref: 'seed 002_0386f14b5b8a249e.txt ("KVM: TDX: restore user ret MSRs")', subject: 'KVM: TDX: restore user ret MSRs (guest_entered set in tdx_vcpu_run)' },
+  kernel: 'none (every posted version sets guest_entered in tdx_vcpu_run)',
+  vendors: ['tdx'],
+});
 
 /**
  * The noinstr part of a TD run: TDH.VP.ENTER, decode the exit, and for an NMI exit call the host
@@ -376,8 +399,9 @@ export const TDX_RUN_STEPS: TdxRunSteps = { restoreDebugctl: true, markGuestEnte
  * @kvm arch/x86/kvm/vmx/tdx.c tdx_vcpu_enter_exit
  */
 export function tdxVcpuEnterExit(acc: Access, P: TdxHostStatePlaces, p: PcpuId, td: TdHostConfig, hooks: TdxRunHooks): TdExitReason {
-  const reason = tdhVpEnter(acc, P, p, td, hooks.guest);
+  const reason = tdhVpEnter(acc, P, p, td, hooks.guest, hooks.seamret);
   hooks.at('seamret');
+  hooks.exitDecode?.();
   if (reason === 'nmi') hooks.handleNmi();
   return reason;
 }
@@ -388,17 +412,26 @@ export function tdxVcpuEnterExit(acc: Access, P: TdxHostStatePlaces, p: PcpuId, 
  * boundary in between.
  * @kvm arch/x86/kvm/vmx/tdx.c tdx_vcpu_run
  */
-export function tdxVcpuRun(acc: Access, P: TdxHostStatePlaces, v: VcpuId, td: TdHostConfig, hooks: TdxRunHooks, steps: TdxRunSteps = TDX_RUN_STEPS): TdExitReason {
+export function tdxVcpuRun(acc: Access, P: TdxHostStatePlaces, v: VcpuId, td: TdHostConfig, hooks: TdxRunHooks, patches: PatchSet = NO_PATCHES): TdExitReason {
   const p = tdVcpuCpu(acc, P, v);
   const reason = tdxVcpuEnterExit(acc, P, p, td, hooks);
   hooks.at('enter-exit-done');
-  if (steps.restoreDebugctl) tdxRestoreHostDebugctl(acc, P, v, p);
+  if (!patches.has(PATCH_TDX_NO_DEBUGCTL_RESTORE)) tdxRestoreHostDebugctl(acc, P, v, p);
   hooks.at('debugctl-restored');
   tdxLoadHostXsaveState(acc, P, v, p, td);
   hooks.at('xsave-restored');
-  if (steps.markGuestEntered) tdxMarkGuestEntered(acc, P, v);
+  if (!patches.has(PATCH_TDX_GUEST_ENTERED_IN_EXIT_HANDLER)) tdxMarkGuestEntered(acc, P, v);
   hooks.at('guest-entered');
   return reason;
+}
+
+/**
+ * The host-state part of the exit handler (IRQs on, preemptible): nothing in the kernel; with
+ * {@link PATCH_TDX_GUEST_ENTERED_IN_EXIT_HANDLER}, this is where guest_entered is set.
+ * @kvm arch/x86/kvm/vmx/tdx.c tdx_handle_exit
+ */
+export function tdxHandleExitHostState(acc: Access, P: TdxHostStatePlaces, v: VcpuId, patches: PatchSet = NO_PATCHES): void {
+  if (patches.has(PATCH_TDX_GUEST_ENTERED_IN_EXIT_HANDLER)) tdxMarkGuestEntered(acc, P, v);
 }
 
 /**

@@ -15,9 +15,10 @@ import type { HostVirtState, PcpuVirtState } from '../../host/host-state.js';
 import { cpuDown, cpuUp, cpuhpCpuState, perCpuWord, type CpuhpCallbacks } from '../../host/cpuhp.js';
 import { cr4Vmxe } from '../../host/virt-cpu.js';
 import { errnoName, ERRNO } from '../../host/errno.js';
-import { KVM_CPUHP_ONLINE, kvmCpuhpStep, kvmInitVirtualization, kvmUsageCount } from '../virt-enable.js';
+import { kvmInitVirtualization, kvmUsageCount } from '../virt-enable.js';
+import { NO_PATCHES, type PatchSet } from '../patches.js';
 import { TDX_HOST_CPU, TdxModuleStatus, tdxModuleStatus } from '../../hw/tdx/module.js';
-import { TDX_CPUHP_ONLINE, tdxBringup, tdxCpuhpStep, tdxHostArea, tdxHostBoot, tdxNrConfiguredHkid, tdxTdInit, vtVirtOps, type TdxPlaces } from './tdx-bringup.js';
+import { tdxBringup, tdxHostArea, tdxHostBoot, tdxHostCpuhpCallbacks, tdxNrConfiguredHkid, tdxTdInit, vtVirtOps, type TdxPlaces } from './tdx-bringup.js';
 
 /** SEAMCALL log records kept for a machine (the log is for scenarios; a machine keeps a few). */
 const LOG_CAPACITY = 16;
@@ -40,19 +41,10 @@ export function tdxMachineBringupPlaces(L: Layout, offset: number): TdxPlaces {
 
 const callbacksCache = new WeakMap<Access, CpuhpCallbacks>();
 
-/** The cpuhp callbacks as this thread runs them (KVM's VMXON/VMXOFF, then TDX's). */
-function callbacks(acc: Access, b: TdxPlaces): CpuhpCallbacks {
+/** The cpuhp callbacks as this thread runs them (KVM's VMXON/VMXOFF, then TDX's, with the machine's patches). */
+function callbacks(acc: Access, b: TdxPlaces, patches: PatchSet = NO_PATCHES): CpuhpCallbacks {
   let cbs = callbacksCache.get(acc);
-  if (!cbs) {
-    const ops = vtVirtOps(acc, b);
-    callbacksCache.set(
-      acc,
-      (cbs = new Map([
-        [KVM_CPUHP_ONLINE, kvmCpuhpStep(acc, b.kvm, ops)],
-        [TDX_CPUHP_ONLINE, tdxCpuhpStep(acc, b)],
-      ])),
-    );
-  }
+  if (!cbs) callbacksCache.set(acc, (cbs = tdxHostCpuhpCallbacks(acc, b, vtVirtOps(acc, b), patches)));
   return cbs;
 }
 
@@ -81,8 +73,8 @@ export function tdxMachineBringup(acc: Access, b: TdxPlaces): void {
  * EMU_ERR_EBUSY naming the reason, and the pCPU stays online.
  * @kvm kernel/cpu.c _cpu_down (cpuhp_down_callbacks)
  */
-export function tdxMachineCpuTeardown(acc: Access, b: TdxPlaces, p: PcpuId): void {
-  const r = cpuDown(acc, b.module.cpuhp, p, callbacks(acc, b));
+export function tdxMachineCpuTeardown(acc: Access, b: TdxPlaces, p: PcpuId, patches: PatchSet = NO_PATCHES): void {
+  const r = cpuDown(acc, b.module.cpuhp, p, callbacks(acc, b, patches));
   if (r === -ERRNO.EBUSY) {
     throw new EmuError('EMU_ERR_EBUSY', `pCPU ${p} is the last online CPU of its package and a TD holds a key there: tdx_offline_cpu refused with -EBUSY`);
   }
@@ -93,8 +85,8 @@ export function tdxMachineCpuTeardown(acc: Access, b: TdxPlaces, p: PcpuId): voi
  * cpuhp startup of pCPU p (ascending: VMXON, then tdx_online_cpu → TDH.SYS.LP.INIT if not yet).
  * @kvm kernel/cpu.c _cpu_up (cpuhp_up_callbacks)
  */
-export function tdxMachineCpuStartup(acc: Access, b: TdxPlaces, p: PcpuId): void {
-  const r = cpuUp(acc, b.module.cpuhp, p, callbacks(acc, b));
+export function tdxMachineCpuStartup(acc: Access, b: TdxPlaces, p: PcpuId, patches: PatchSet = NO_PATCHES): void {
+  const r = cpuUp(acc, b.module.cpuhp, p, callbacks(acc, b, patches));
   if (r !== 0) throw new EmuError('EMU_ERR_INTERNAL', `pCPU ${p}: cpuhp startup failed with ${errnoName(r)}`);
 }
 

@@ -35,10 +35,13 @@ import {
   tdxVcpuHostStateInit,
   tdxVcpuLoad,
   tdxVcpuPut,
+  tdxHandleExitHostState,
   tdxVcpuRun,
   type TdExitReason,
   type TdxHostStatePlaces,
+  type TdxRunHooks,
 } from './tdx-host-state.js';
+import type { PatchSet } from '../patches.js';
 
 const PER_PCPU = HOST_REG_BLOCK_WORDS + URET_BLOCK_WORDS + HOST_CPU_BLOCK_WORDS + TDX_LP_BLOCK_WORDS;
 const PER_VCPU = TD_HS_BLOCK_WORDS + TASK_BLOCK_WORDS;
@@ -127,10 +130,10 @@ export function tdxMachineHostInit(acc: Access): void {
  * a vendor area).
  * @kvm kernel/cpu.c cpuhp_invoke_callback (CPUHP_AP_KVM_ONLINE, "kvm/cpu/tdx:online")
  */
-export function tdxMachineHotplug(acc: Access): HotplugCallbacks {
+export function tdxMachineHotplug(acc: Access, patches?: PatchSet): HotplugCallbacks {
   const b = tdxMachineHost(acc.layout);
   if (!b) return {};
-  return { teardown: (p) => tdxMachineCpuTeardown(acc, b, p), startup: (p) => tdxMachineCpuStartup(acc, b, p) };
+  return { teardown: (p) => tdxMachineCpuTeardown(acc, b, p, patches), startup: (p) => tdxMachineCpuStartup(acc, b, p, patches) };
 }
 
 /** The VM-wide host virtualization state for snapshots (undefined without a vendor area). @emulator */
@@ -163,26 +166,35 @@ export function tdxMachineVcpuPut(acc: Access, v: VcpuId, p: PcpuId): void {
 
 /**
  * A TD run on pCPU p with the host-state handling around it: prepare_switch_to_guest, the
- * DEBUGCTL snapshot with IRQs off, then tdx_vcpu_run's TDH.VP.ENTER, exit and restores, with
- * `runGuest` as the TD's time in SEAM non-root mode.
+ * DEBUGCTL snapshot with IRQs off, then tdx_vcpu_run's TDH.VP.ENTER (`hooks.guest`: SEAMCALL,
+ * the TD, the exit into SEAM root), the module's host-state writes, SEAMRET (`hooks.seamret`),
+ * the exit decode and NMI handling, and KVM's restores (with `patches`). Without a vendor area
+ * (a scenario's slice of a machine) only the hooks run, in the same order.
  * @kvm arch/x86/kvm/vmx/tdx.c tdx_vcpu_run
  */
-export function tdxMachineVcpuRun<T>(acc: Access, v: VcpuId, p: PcpuId, runGuest: () => T): T {
+export function tdxMachineVcpuRun(acc: Access, v: VcpuId, p: PcpuId, hooks: TdxRunHooks, patches: PatchSet): TdExitReason {
   const P = tdxMachinePlaces(acc.layout);
-  if (!P || p < 0) return runGuest();
+  if (!P || p < 0) {
+    const reason = hooks.guest();
+    hooks.seamret?.();
+    hooks.at('seamret');
+    hooks.exitDecode?.();
+    if (reason === 'nmi') hooks.handleNmi();
+    return reason;
+  }
   tdxMachineCheckSeamcallCpu(acc, tdxMachineHost(acc.layout)!, p, v);
   tdxPrepareSwitchToGuest(acc, P, v);
   kvmSnapshotHostDebugctl(acc, P, v, p);
-  let out: T | undefined;
-  tdxVcpuRun(acc, P, v, TD_LINUX_GUEST, {
-    at: () => undefined,
-    guest: (): TdExitReason => {
-      out = runGuest();
-      return 'external-interrupt';
-    },
-    handleNmi: () => undefined,
-  });
-  return out as T;
+  return tdxVcpuRun(acc, P, v, TD_LINUX_GUEST, hooks, patches);
+}
+
+/**
+ * The exit handler's host-state part on a TDX machine (nothing without a vendor area).
+ * @kvm arch/x86/kvm/vmx/tdx.c tdx_handle_exit
+ */
+export function tdxMachineHandleExit(acc: Access, v: VcpuId, patches: PatchSet): void {
+  const P = tdxMachinePlaces(acc.layout);
+  if (P) tdxHandleExitHostState(acc, P, v, patches);
 }
 
 const hex = (x: bigint) => '0x' + x.toString(16);

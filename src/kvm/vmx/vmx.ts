@@ -6,21 +6,38 @@
 import { VCPU, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 import { apicFindHighestIrr, kvmApicAckInterrupt, kvmApicHasInterrupt } from '../../apic/index.js';
-import { POSTED_INTR_VECTOR } from '../kick.js';
+import { POSTED_INTR_VECTOR, POSTED_INTR_WAKEUP_VECTOR } from '../kick.js';
 import { EV } from '../../trace/events.js';
 import type { KvmCtx, KvmX86Ops } from '../x86-ops.js';
 import { piInit } from '../../hw/vmx/pi-desc.js';
-import { vmxDeliverInterrupt, vmxSyncPirToIrr } from '../../kvm/vmx/posted-intr.js';
+import { piInitCpu, piInitVcpu, piWakeupHandler, vmxDeliverInterrupt, vmxSyncPirToIrr, vmxVcpuPiLoad, vmxVcpuPiPut } from '../../kvm/vmx/posted-intr.js';
 import { vmxVcpuRun } from '../../hw/vmx/cpu.js';
 
 /**
+ * KVM's enable_ipiv: the emulated CPU supports IPI virtualization, so KVM turns it on (its
+ * default) for every VMX vCPU with APICv. Guests' fixed physical IPIs are then posted by the CPU
+ * without a VM-exit, and blocked vCPUs need the PI wakeup vector (vmx_needs_pi_wakeup).
+ * @kvm arch/x86/kvm/vmx/vmx.c enable_ipiv
+ */
+export const ENABLE_IPIV = true;
+
+/**
  * Per-vCPU VMX state at creation: APICv active, descriptor NV = POSTED_INTR_VECTOR,
- * NDST = the pCPU the vCPU will first run on.
+ * NDST = the pCPU the vCPU will first run on, an empty wakeup-list node, IPIv per `ipiv`.
  * @kvm arch/x86/kvm/vmx/vmx.c vmx_vcpu_create / vmx_vcpu_pi_load
  */
-export function vmxVcpuCreate(acc: Access, v: VcpuId, firstCpu: number): void {
+export function vmxVcpuCreate(acc: Access, v: VcpuId, firstCpu: number, ipiv = ENABLE_IPIV): void {
   acc.writeOnce(acc.layout.vcpu(v, VCPU.APICV_ACTIVE), 1, 'apicv:init');
   piInit(acc, v, POSTED_INTR_VECTOR, firstCpu);
+  piInitVcpu(acc, v, ipiv);
+}
+
+/**
+ * Module load: every pCPU's wakeup list and lock.
+ * @kvm arch/x86/kvm/vmx/vmx.c vmx_init (for_each_possible_cpu: pi_init_cpu)
+ */
+export function vmxVmInit(acc: Access): void {
+  for (let p = 0; p < acc.layout.config.pcpus; p++) piInitCpu(acc, p);
 }
 
 /** The VMX vendor operations. @kvm arch/x86/kvm/vmx/main.c vt_x86_ops */
@@ -45,16 +62,15 @@ export const vmxX86Ops: KvmX86Ops = {
     ctx.acc.writeOnce(ctx.L.vcpu(v, VCPU.INJECTED), vec, 'vmx:inject');
     ctx.trace.emit(EV.ACK, v, vec);
   },
-  vcpuLoad(): void {
-    // vmx_vcpu_pi_load: only matters with the PI wake-up vector (IPIv / VT-d), not modelled here.
-  },
-  vcpuPut(): void {
-    // vmx_vcpu_pi_put: likewise.
-  },
+  // vmx_vcpu_load -> vmx_vcpu_pi_load; vmx_vcpu_put -> vmx_vcpu_pi_put.
+  vcpuLoad: vmxVcpuPiLoad,
+  vcpuPut: vmxVcpuPiPut,
   vcpuRun: vmxVcpuRun,
   handleHostIrq(ctx: KvmCtx, vector: number): void {
     // Root mode: the POSTED_INTR_VECTOR handler does nothing (KVM syncs the PIR before entry);
-    // a reschedule IPI has done its job by interrupting.
+    // the wakeup vector wakes blocked vCPUs with ON set; a reschedule IPI has done its job by
+    // interrupting.
     if (vector === POSTED_INTR_VECTOR) ctx.stats.count('rootModeNotifications');
+    else if (vector === POSTED_INTR_WAKEUP_VECTOR) piWakeupHandler(ctx);
   },
 };

@@ -98,11 +98,6 @@ function plan(p: ScenarioParams): ReturnType<typeof makePlan> {
   return pl;
 }
 
-/** The guest runs for a seeded slice (SRCU dropped). */
-function guestRun(ctx: ScenarioCtx): void {
-  thinkSpins(ctx, 'guest:run', GUEST_SPINS);
-}
-
 /**
  * One vCPU's round: a slice of KVM_RUN. Host side under kvm->srcu, guest side without it. In
  * every guest slice the guest touches 0xFEE00000 (xAPIC MMIO); what it reaches is what the

@@ -29,12 +29,11 @@ import { APIC_IRR, APIC_ISR } from '../../mem/apicdef.js';
 import { PID, VCPU, VM, planScratch, vecPos, vecWord, type Addr, type Layout, type VcpuId } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 import { APICV_INHIBIT_REASON_BLOCKIRQ, kvmSetOrClearApicvInhibit } from '../../kvm/apicv.js';
-import { apicSendIpiHost } from '../../kvm/kick.js';
 import { kvmRequestPending } from '../../kvm/requests.js';
 import { PATCH_SYNC_PIR_ONLY_WITH_APICV, vcpuEnterGuest } from '../../kvm/x86.js';
 import type { KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
 import { vmxX86Ops } from '../../kvm/vmx/vmx.js';
-import { piNv, piTestAndSetOn, piTestAndSetPir, piTestSn } from '../../hw/vmx/pi-desc.js';
+import { vtdPostInterrupt } from '../../hw/vmx/posting.js';
 import { apicvPostedNotLost, type ApicvPirRound } from '../../invariants/apicv.js';
 import type { Violation } from '../../invariants/checks.js';
 import { bitmapVectors, peekBitmap } from '../../invariants/snapshot.js';
@@ -69,23 +68,6 @@ function plan(p: ScenarioParams): ReturnType<typeof makePlan> {
 
 function block(L: Layout, p: ScenarioParams, v: VcpuId, word: number): Addr {
   return L.scratch(plan(p).at.vcpus + v * BLK.WORDS + word);
-}
-
-/**
- * A posted-interrupt remapping IRTE firing: the IOMMU sets the PIR bit and, unless SN is set, ON;
- * if ON was clear it sends the notification vector NV to the CPU named by NDST — whatever the
- * vCPU's APICv state (KVM does not rewrite IRTEs when APICv is inhibited). Returns false if the
- * vector coalesced with one already in the PIR.
- * @sdm Intel VT-d spec 5.2.3 "Interrupt-Posting Hardware Operation"
- */
-export function vtdPostInterrupt(k: KvmCtx, v: VcpuId, vector: number): boolean {
-  const { acc, L } = k;
-  if (piTestAndSetPir(acc, v, vector)) return false;
-  if (piTestSn(acc, v)) return true;
-  if (piTestAndSetOn(acc, v)) return true;
-  const nv = piNv(acc.readOnce(L.pid(v, PID.CONTROL), 'pi:nv-read'));
-  apicSendIpiHost(k, acc.readOnce(L.pid(v, PID.NDST), 'pi:ndst-read'), nv);
-  return true;
 }
 
 /**
@@ -206,7 +188,7 @@ export const apicvDeactivatePir: ScenarioDef = {
     { name: 'fixed', buggy: false, differs: '', kernel: 'v5.16 and later' },
   ],
   invariants: [{ name: 'apicvPostedNotLost', description: 'at the end of a round, APICv still inhibited, every vector the device posted reached the guest (a missing one is reported where it sits, e.g. PIR with ON=1)' }],
-  widen: { probability: 0.3, maxSpins: 400, points: ['apicv:', 'pi:pir-', 'pi:on-', 'vcpu:mode-', 'vmx:inject'] },
+  widen: { probability: 0.3, maxSpins: 400, points: ['apicv:', 'pi:pir-', 'pi:on-', 'pi:hw-', 'vcpu:mode-', 'vmx:inject'] },
   vcpus: { default: 1, min: 1, max: 4 },
   roles: (p) => [...Array.from({ length: p.vcpus }, (_, i) => `vcpu${i}`), 'device', 'vmm'],
   layout: (p) => ({ vcpus: p.vcpus, pcpus: p.vcpus, scratchWords: plan(p).words }),

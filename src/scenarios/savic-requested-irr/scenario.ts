@@ -4,24 +4,27 @@
  * Injection"; domain notes 7.2, SA-1). See README.md beside this file.
  *
  *   source thread (other pCPU)                   target thread (runs the vCPU)
- *   buggy:  RequestedIRR[i] |= bit   (locked)    VMRUN: if UpdateIRR:
- *           UpdateIRR = 1                           r = RequestedIRR[*]          (read)
- *                                                   IRR |= r & ALLOWED_IRR
- *                 ── lands here ──>                 RequestedIRR[*] = 0          (separate clear)
- *                                                   UpdateIRR = 0
- *   fixed:  KVM IRR |= bit (locked), REQ_EVENT    before VMRUN, on this thread:
- *           (never touches RequestedIRR)            RequestedIRR |= KVM IRR; clear those KVM IRR
- *                                                   bits (atomically); UpdateIRR = 1
+ *   kvm/svm/sev.ts deliver_interrupt             kvm/svm/sev.ts sev_savic_set_requested_irr
+ *   savic-remote-requested-irr (hypothetical):     (before VMRUN, on this thread)
+ *     RequestedIRR[i] |= bit (locked)            hw/svm/savic.ts VMRUN: if UpdateIRR:
+ *     UpdateIRR = 1                                 r = RequestedIRR[*]          (read)
+ *                 ── lands here ──>                 IRR |= r & ALLOWED_IRR
+ *                                                   RequestedIRR[*] = 0          (separate clear)
+ *   fixed (the RFC): KVM IRR |= bit (locked),       UpdateIRR = 0
+ *     KVM_REQ_EVENT, kick — never RequestedIRR
+ *
+ * The source calls the machine's deliver_interrupt for Secure AVIC, the target runs KVM's
+ * inject_irq and the CPU's VMRUN merge; the variants are the patch.
  */
-import { savicSetRequestedIrr } from '../../kvm/svm/sev.js';
+import { savicDeliverInterrupt, savicSetRequestedIrr, PATCH_SAVIC_REMOTE_REQUESTED_IRR } from '../../kvm/svm/sev.js';
 import { savicVmrun } from '../../hw/svm/savic.js';
+import { savicX86Ops } from '../../kvm/svm/savic.js';
 import { APIC_IRR } from '../../mem/apicdef.js';
-import { SAVIC_ALLOWED_IRR, VMCB, planScratch, vecPos, vecWord, type VcpuId } from '../../mem/layout.js';
-import { kvmLapicSetIrr } from '../../apic/index.js';
-import { kvmMakeRequest, KVM_REQ_EVENT } from '../../kvm/requests.js';
+import { SAVIC_ALLOWED_IRR, VMCB, planScratch, type VcpuId } from '../../mem/layout.js';
 import { savicNoDisallowedDelivered, savicNoLostAllowedVector, savicRequestedIrrSingleWriter, type SavicRound } from '../../invariants/savic.js';
 import type { Violation } from '../../invariants/checks.js';
 import type { ScenarioCtx, ScenarioDef, ScenarioParams } from '../define.js';
+import { scenarioKvmCtx } from '../kvm-actor.js';
 
 /** The vCPU whose RequestedIRR is contended. */
 const TARGET: VcpuId = 0;
@@ -41,7 +44,7 @@ function sources(p: ScenarioParams): number {
 
 function plan(p: ScenarioParams) {
   const n = sources(p);
-  return planScratch({ srcDone: 1, foreign: n * 16, sent: n * 256, delivered: 256 });
+  return planScratch({ srcDone: n * 16, foreign: n * 16, sent: n * 256, delivered: 256 });
 }
 
 /** The guest takes every vector in its backing-page IRR (handler + accelerated EOI). */
@@ -70,27 +73,22 @@ function pending(ctx: ScenarioCtx): boolean {
 /** One source's part of a round: deliver SENDS_PER_ROUND of its own vectors to the target. */
 function sourceRound(ctx: ScenarioCtx): void {
   const { acc, L, params } = ctx;
+  const k = scenarioKvmCtx(ctx, () => savicX86Ops);
   const s = ctx.index - 1;
   const n = sources(params);
   const at = plan(params).at;
   const mine: number[] = [];
   for (let v = FIRST_VECTOR; v <= LAST_VECTOR; v++) if (v % n === s) mine.push(v);
-  for (let k = 0; k < SENDS_PER_ROUND && mine.length > 0; k++) {
+  for (let j = 0; j < SENDS_PER_ROUND && mine.length > 0; j++) {
     const v = mine.splice(ctx.prng.below(mine.length), 1)[0]!;
     acc.bump(L.scratch(at.sent + s * 256 + v));
-    if (params.variant.buggy) {
-      // BUG (deliberate): the sender's thread writes the target's RequestedIRR/UpdateIRR while
-      // the target's CPU may be inside VMRUN's read-then-clear (RFC v1's injection path).
-      acc.atomicOr(L.vmcb(TARGET, VMCB.REQUESTED_IRR, vecWord(v)), 1 << vecPos(v), 'savic:remote-requested-irr-or');
-      acc.writeOnce(L.vmcb(TARGET, VMCB.UPDATE_IRR), 1, 'savic:remote-update-irr-write');
-      acc.bump(L.scratch(at.foreign + s * 16), 2);
-    } else {
-      // kvm_irq_delivery_to_apic -> KVM's software IRR, KVM_REQ_EVENT (and a kick).
-      kvmLapicSetIrr(acc, TARGET, v);
-      kvmMakeRequest(acc, TARGET, KVM_REQ_EVENT);
-    }
+    // kvm_irq_delivery_to_apic -> the vendor's deliver_interrupt (KVM's IRR, KVM_REQ_EVENT, kick).
+    savicDeliverInterrupt(k, TARGET, v);
   }
-  acc.atomicAdd(L.scratch(at.srcDone), 1, 'savic:source-done');
+  // RequestedIRR writes this thread made for another vCPU (the machine counts them).
+  acc.bump(L.scratch(at.foreign + s * 16), k.stats.misc.savicRemoteRequestedIrr ?? 0);
+  k.stats.misc.savicRemoteRequestedIrr = 0;
+  acc.writeOnce(L.scratch(at.srcDone + s * 16), 1, 'savic:source-done');
 }
 
 /** The target's part of a round: enter (inject + VMRUN) and run the guest until all is consumed. */
@@ -99,7 +97,8 @@ function targetRound(ctx: ScenarioCtx): void {
   const at = plan(params).at;
   const n = sources(params);
   for (;;) {
-    const done = acc.readOnce(L.scratch(at.srcDone), 'savic:source-done-read') === n;
+    let done = true;
+    for (let s = 0; s < n && done; s++) done = acc.readOnce(L.scratch(at.srcDone + s * 16), 'savic:source-done-read') !== 0;
     savicSetRequestedIrr(acc, TARGET);
     savicVmrun(acc, TARGET);
     guestConsume(ctx, at.delivered);
@@ -131,13 +130,13 @@ export const savicRequestedIrr: ScenarioDef = {
   title: 'Secure AVIC: a remote RequestedIRR write races with VMRUN clearing RequestedIRR/UpdateIRR',
   seedFile: '003_7040354a06e62716.txt',
   variants: [
-    { name: 'buggy', buggy: true, differs: "the sender's thread ORs the vector into the target's RequestedIRR and sets UpdateIRR" },
-    { name: 'fixed', buggy: false, differs: '' },
+    { name: 'buggy', buggy: true, differs: "deliver_interrupt on the sender's thread ORs the vector into the target's RequestedIRR and sets UpdateIRR (the flow the RFC's cover letter rules out)", patches: [PATCH_SAVIC_REMOTE_REQUESTED_IRR] },
+    { name: 'fixed', buggy: false, differs: '', kernel: 'none upstream: the RFC (v1 Feb 2025, v2 Sep 2025) as posted — Secure AVIC KVM support is a proposal' },
   ],
   invariants: [
     { name: 'savicNoLostAllowedVector', description: 'every interrupt sent to an allowed vector reaches the guest' },
     { name: 'savicNoDisallowedDelivered', description: 'no vector outside ALLOWED_IRR reaches the guest' },
-    { name: 'savicRequestedIrrSingleWriter', description: 'RequestedIRR/UpdateIRR are written only by the thread that runs the vCPU', variants: ['fixed'] },
+    { name: 'savicRequestedIrrSingleWriter', description: 'RequestedIRR/UpdateIRR are written only by the thread that runs the vCPU' },
   ],
   widen: { probability: 0.5, maxSpins: 400, points: ['savic:vmrun-', 'savic:remote-', 'savic:kvm-irr-'] },
   vcpus: { default: 3, min: 2, max: 16 },
@@ -158,9 +157,7 @@ export const savicRequestedIrr: ScenarioDef = {
   },
   check(ctx): Violation[] {
     const rec = roundRecord(ctx);
-    const out = [...savicNoLostAllowedVector(rec), ...savicNoDisallowedDelivered(rec)];
-    if (!ctx.params.variant.buggy) out.push(...savicRequestedIrrSingleWriter(rec));
-    return out;
+    return [...savicNoLostAllowedVector(rec), ...savicNoDisallowedDelivered(rec), ...savicRequestedIrrSingleWriter(rec)];
   },
   reset(ctx) {
     const { acc, L, params } = ctx;

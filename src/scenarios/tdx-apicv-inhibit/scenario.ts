@@ -1,25 +1,26 @@
 /**
- * tdx-apicv-inhibit — an APICv inhibit raised at runtime in a TD while its vCPUs take
- * interrupts from another thread (the VMM's). Seed 000: Binbin Wu's "Re: [PATCH 12/16] KVM:
- * TDX: Inhibit APICv for TDX guest" (Jan 2025), which replaced "inhibit APICv for TDs" by
- * "force APICv active for TDs and bug the VM if anything would deactivate it"; domain notes 2.3
- * (TDX note), 4.2, 4.3, 4.4 IN-4. See README.md beside this file.
+ * tdx-apicv-inhibit — interrupts into a TD while KVM's view of its APIC changes: an APICv inhibit
+ * raised at runtime (in half of the rounds) and TD vCPUs that halt between interrupts. Seed 000:
+ * Binbin Wu's "Re: [PATCH 12/16] KVM: TDX: Inhibit APICv for TDX guest" (Jan 2025), which
+ * replaced "inhibit APICv for TDs" by "force APICv active for TDs and bug the VM if anything
+ * would deactivate it"; the same series' "[PATCH 01/16] KVM: TDX: Add support for find pending
+ * IRQ in a protected local APIC"; domain notes 2.3 (TDX note), 4.3, 4.4 IN-4. README.md beside
+ * this file.
  *
- *   CPU0/CPU1 TD vCPUs (vcpu_run)                   CPU2 vmm (irqfd MSIs; vCPU hot-add)
+ *   CPU0/CPU1 TD vCPUs (vcpu_run, halting)          CPU2 vmm (irqfd MSIs; maybe a vCPU hot-add)
  *                                                    kvm_recalculate_apic_map: no memory ->
- *                                                    set PHYSICAL_ID_ALIASED: REQ_APICV_UPDATE,
- *   kicked out; KVM_REQ_APICV_UPDATE:                kick, publish
- *     apicv_active = 0; refresh_apicv_exec_ctrl
- *   buggy (old approach): accepted — the TD vCPU runs with APICv inactive;
- *                                                    kvm_set_msi: PIR |= v; ON; NV -> CPU0
- *     the notification is a VM-exit, sync_pir_to_irr is a no-op for a TD, KVM cannot inject
- *     into a TD: v never reaches the guest (and each entry's self-IPI exits at once)
- *   fixed (new approach): KVM_BUG_ON(!apicv_active) -> kvm_vm_bugged: KVM_REQ_VM_DEAD + kick to
- *     every vCPU; each vCPU's KVM_RUN fails with -EIO, every later KVM_RUN too
+ *   KVM_REQ_APICV_UPDATE: apicv_active = 0            PHYSICAL_ID_ALIASED: REQ_APICV_UPDATE, kick
+ *     buggy (tdx-apicv-inhibit-accepted): accepted — KVM runs the TD with apicv_active = 0 while
+ *       the module keeps processing posted interrupts (the interrupts still arrive)
+ *     fixed: KVM_BUG_ON -> the VM is dead, every KVM_RUN -EIO
+ *   idle (IF = 0): notification processed, PIR -> RVI; STI; TDCALL(HLT)
+ *     buggy-hlt-pid-only (tdx-has-interrupt-pid-only): ON clear -> "no interrupt" -> blocks with
+ *       the vector in RVI
+ *     fixed: HLT with IRQs on -> VCPU_STATE_DETAILS says RVI pending -> runnable -> delivered
  *
- * Entries are the emulator's vcpu_enter_guest (src/kvm/x86.ts) over the TDX vendor ops
- * (src/kvm/vmx/tdx.ts); the interrupts go through kvm_irq_delivery_to_apic (src/kvm/irq.ts); the
- * inhibit through kvm_set_or_clear_apicv_inhibit (src/kvm/apicv.ts).
+ * Everything runs the machine's code: vcpu_enter_guest (kvm/x86.ts), kvm_vcpu_block (kvm/block),
+ * the TDX vendor ops (kvm/vmx/tdx.ts), the CPU and module (hw/tdx/td-cpu.ts), delivery through
+ * kvm_irq_delivery_to_apic, the inhibit through kvm_set_or_clear_apicv_inhibit.
  */
 import { APIC_IRR } from '../../mem/apicdef.js';
 import { PID, VCPU, VM, planScratch, vecPos, vecWord, type Addr, type Layout, type VcpuId } from '../../mem/layout.js';
@@ -28,10 +29,10 @@ import { EmuError } from '../../errors.js';
 import { APICV_INHIBIT_REASON_PHYSICAL_ID_ALIASED, kvmSetOrClearApicvInhibit } from '../../kvm/apicv.js';
 import { kvmIrqDeliveryToApic } from '../../kvm/irq.js';
 import { kvmRequestPending } from '../../kvm/requests.js';
-import { kvmVmIsBugged, vmDeadError } from '../../kvm/vm-bug.js';
-import { vcpuEnterGuest } from '../../kvm/x86.js';
-import type { GuestProgram, KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
-import { tdxX86Ops } from '../../kvm/vmx/tdx.js';
+import { kvmVmIsBugged } from '../../kvm/vm-bug.js';
+import { kvmVcpuIoctlRun, type KvmRunEnd } from '../../kvm/vcpu-run.js';
+import type { GuestAction, GuestProgram, KvmCtx, KvmX86Ops } from '../../kvm/x86-ops.js';
+import { PATCH_TDX_APICV_INHIBIT_ACCEPTED, PATCH_TDX_HAS_INTERRUPT_PID_ONLY, PATCH_TDX_NO_PI_SELF_IPI, tdxX86Ops } from '../../kvm/vmx/tdx.js';
 import { tdxApicvActiveAtEntry, tdxBuggedVmAllExited, tdxSentReachesGuest, type TdApicvRound, type TdKvmRunOutcome, type TdRerunOutcome } from '../../invariants/apicv.js';
 import type { Violation } from '../../invariants/checks.js';
 import { bitmapVectors, peekBitmap } from '../../invariants/snapshot.js';
@@ -43,8 +44,12 @@ const SENDS_PER_VCPU = 4;
 /** Vector range of the VMM's MSIs. */
 const FIRST_VECTOR = 0x30;
 const LAST_VECTOR = 0xdf;
-/** Guest steps per TD entry before a preemption-timer exit. */
+/** Guest steps per TD entry before a host-tick exit. */
 const GUEST_STEPS = 8;
+/** The guest idles (TDVMCALL(HLT)) after this many steps of work since it last woke. */
+const GUEST_WORK_STEPS = 6;
+/** Longest single sleep of a blocked vCPU before its thread looks at the round again (ms). */
+const BLOCK_SLICE_MS = 2;
 /** KVM_RUN iterations a vCPU keeps going once the VMM is done, at most. */
 const SETTLE_ENTRIES = 64;
 /** Upper bound (cpu_relax iterations) of the VMM's gap before each of its steps. */
@@ -54,7 +59,7 @@ const VMM_GAP_SPINS = 3000;
  * Words of a vCPU's block: the sent bitmap (VMM-written) on its own line, then the vCPU's own
  * words: received bitmap, entry counts and how KVM_RUN ended.
  */
-const BLK = { SENT: 0, RECEIVED: 16, ENTRIES: 24, INACTIVE_LIVE: 25, FIRST_INACTIVE_LIVE: 26, DYING: 27, KVM_RUN: 28, RERUN: 29, WORDS: 32 } as const;
+const BLK = { SENT: 0, RECEIVED: 16, ENTRIES: 24, INACTIVE_LIVE: 25, FIRST_INACTIVE_LIVE: 26, DYING: 27, KVM_RUN: 28, RERUN: 29, HALTS: 30, BLOCKED_AT_END: 31, WORDS: 32 } as const;
 const KVM_RUN_OUTCOMES: readonly TdKvmRunOutcome[] = ['returned', 'eio'];
 const RERUN_OUTCOMES: readonly TdRerunOutcome[] = ['not-tried', 'refused', 'ran'];
 
@@ -73,11 +78,10 @@ function block(L: Layout, p: ScenarioParams, v: VcpuId, word: number): Addr {
 }
 
 /**
- * The TDX vendor operations of this scenario: TDX's own, with a record of every TD entry and
- * (buggy) the old approach's refresh_apicv_exec_ctrl.
+ * The TDX vendor operations of this scenario: TDX's own, with a record of every TD entry (the
+ * variants differ only in the machine patches they run with).
  */
 function scenarioOps(p: ScenarioParams): KvmX86Ops {
-  const buggy = p.variant.buggy;
   return {
     ...tdxX86Ops,
     vcpuRun(k, v, guest, maxSteps) {
@@ -93,16 +97,27 @@ function scenarioOps(p: ScenarioParams): KvmX86Ops {
       }
       return tdxX86Ops.vcpuRun(k, v, guest, maxSteps);
     },
-    refreshApicvExecCtrl(k, v, active) {
-      if (buggy) {
-        // BUG (deliberate): the old approach — APICv is inhibited for TDs like for any VMX guest,
-        // so the deactivation is accepted and the TD vCPU goes on running with APICv inactive,
-        // instead of KVM_BUG_ON(!kvm_vcpu_apicv_active(vcpu), vcpu->kvm).
-        return;
-      }
-      tdxX86Ops.refreshApicvExecCtrl?.(k, v, active);
-    },
   };
+}
+
+/**
+ * The TD's guest: it records every vector its handler takes and, after a little work since it
+ * last woke, idles (TDVMCALL(HLT) with interrupts enabled).
+ */
+const GUEST_RUN: GuestAction = { kind: 'run' };
+const GUEST_HLT: GuestAction = { kind: 'hlt' };
+
+class HaltingGuest extends RecordingGuest {
+  private work = 0;
+  override onInterrupt(vector: number): void {
+    super.onInterrupt(vector);
+    this.work = 0;
+  }
+  override step(): GuestAction {
+    if (++this.work < GUEST_WORK_STEPS) return GUEST_RUN;
+    this.work = 0;
+    return GUEST_HLT;
+  }
 }
 
 /** This actor's KvmCtx (vCPU v on pCPU v; the device and the VMM on no pCPU of the VM). */
@@ -110,18 +125,9 @@ function kvmCtxOf(ctx: ScenarioCtx): KvmCtx {
   return scenarioKvmCtx(ctx, (c) => scenarioOps(c.params));
 }
 
-/**
- * KVM_RUN on a TD vCPU: refused with -EIO on a dead VM, else vcpu_run's loop of
- * vcpu_enter_guest until `stop()` (the VMM's signal) — or until KVM_REQ_VM_DEAD fails it with
- * -EIO (an EmuError EMU_ERR_VM_BUGGED).
- * @kvm virt/kvm/kvm_main.c kvm_vcpu_ioctl (kvm->vm_dead -> -EIO); arch/x86/kvm/x86.c vcpu_run
- */
-export function tdKvmRun(k: KvmCtx, v: VcpuId, guest: GuestProgram, stop: () => boolean): void {
-  if (kvmVmIsBugged(k)) throw vmDeadError(k, v);
-  for (;;) {
-    vcpuEnterGuest(k, v, guest, GUEST_STEPS);
-    if (stop()) return;
-  }
+/** KVM_RUN on TD vCPU v (the machine's kvm_vcpu_ioctl / vcpu_run), as this scenario's VMM thread issues it. */
+export function tdKvmRun(k: KvmCtx, v: VcpuId, guest: GuestProgram, stop: () => boolean, onHalt: () => void = () => undefined): KvmRunEnd {
+  return kvmVcpuIoctlRun(k, v, guest, { maxSteps: GUEST_STEPS, signalPending: stop, sleepMs: BLOCK_SLICE_MS, onHalt });
 }
 
 function isVmDead(e: unknown): boolean {
@@ -143,7 +149,9 @@ function vcpuRound(ctx: ScenarioCtx): void {
   const at = plan(params).at;
   const sent = block(L, params, v, BLK.SENT);
   const received = block(L, params, v, BLK.RECEIVED);
-  const guest = new RecordingGuest(acc, received);
+  const guest = new HaltingGuest(acc, received);
+  const onHalt = () => acc.bump(block(L, params, v, BLK.HALTS));
+  let blockedAtEnd = false;
   let settle = 0;
   const stop = (): boolean => {
     if (acc.peek(L.scratch(at.vmmDone)) === 0) return false;
@@ -160,7 +168,7 @@ function vcpuRound(ctx: ScenarioCtx): void {
   // At most twice: the second KVM_RUN only when the first came back on a dead VM.
   for (let call = 0; call < 2; call++) {
     try {
-      tdKvmRun(k, v, guest, stop);
+      blockedAtEnd = tdKvmRun(k, v, guest, stop, onHalt) === 'signalled-while-blocked';
     } catch (e) {
       if (!isVmDead(e)) throw e;
       outcome = 'eio';
@@ -179,6 +187,7 @@ function vcpuRound(ctx: ScenarioCtx): void {
   }
   acc.poke(block(L, params, v, BLK.KVM_RUN), KVM_RUN_OUTCOMES.indexOf(outcome));
   acc.poke(block(L, params, v, BLK.RERUN), RERUN_OUTCOMES.indexOf(rerun));
+  acc.poke(block(L, params, v, BLK.BLOCKED_AT_END), blockedAtEnd ? 1 : 0);
 }
 
 /**
@@ -191,7 +200,8 @@ function vmmRound(ctx: ScenarioCtx): void {
   const { acc, L, params } = ctx;
   const n = params.vcpus;
   const total = SENDS_PER_VCPU * n;
-  const inhibitAt = ctx.prng.below(total + 1);
+  // Half of the rounds raise the inhibit, at a random point among the sends; the others never do.
+  const inhibitAt = ctx.prng.below(2 * (total + 1));
   for (let i = 0; i <= total; i++) {
     thinkSpins(ctx, 'vmm:gap', VMM_GAP_SPINS);
     if (i === inhibitAt) kvmSetOrClearApicvInhibit(k, APICV_INHIBIT_REASON_PHYSICAL_ID_ALIASED, true);
@@ -236,6 +246,8 @@ function roundRecord(ctx: ScenarioCtx): TdApicvRound {
       pir: words((i) => L.pid(v, PID.PIR, i)),
       on: (acc.peek(L.pid(v, PID.CONTROL)) & 1) !== 0,
       irr: words((i) => L.apicBitmapWord(v, APIC_IRR, i)),
+      halts: acc.peek(b(BLK.HALTS)),
+      blockedAtEnd: acc.peek(b(BLK.BLOCKED_AT_END)) !== 0,
     };
   });
   return { vmBugged: acc.peek(L.vm(VM.VM_BUGGED)) !== 0, inhibitReasons: acc.peek(L.vm(VM.APICV_INHIBIT_REASONS)), vcpus };
@@ -244,19 +256,32 @@ function roundRecord(ctx: ScenarioCtx): TdApicvRound {
 /** The scenario. */
 export const tdxApicvInhibit: ScenarioDef = {
   id: 'tdx-apicv-inhibit',
-  title: 'An APICv inhibit raised at runtime in a TD taking interrupts: inhibit APICv for TDs (old) vs force it active and bug the VM (new)',
+  title: 'Interrupts into halting TD vCPUs while KVM may inhibit APICv: KVM\'s view of a protected APIC (inhibit accepted or VM bugged; PID-only or VCPU_STATE_DETAILS wake-up check)',
   seedFile: '000_12335ea9bf6ce8f5.txt',
   variants: [
     {
       name: 'buggy',
       buggy: true,
       differs: 'refresh_apicv_exec_ctrl accepts the TD vCPU\'s APICv deactivation (the old approach: APICv inhibited for TDs like for a VMX guest) instead of KVM_BUG_ON(!apicv_active)',
+      patches: [PATCH_TDX_APICV_INHIBIT_ACCEPTED],
     },
-    { name: 'fixed', buggy: false, differs: '' },
+    {
+      name: 'buggy-hlt-pid-only',
+      buggy: true,
+      differs: 'tdx_protected_apic_has_interrupt checks only the posted-interrupt descriptor, not the module\'s VCPU_STATE_DETAILS for a TDVMCALL(HLT) with interrupts enabled',
+      patches: [PATCH_TDX_HAS_INTERRUPT_PID_ONLY],
+    },
+    {
+      name: 'buggy-no-self-ipi',
+      buggy: true,
+      differs: 'tdx_vcpu_run does not send itself POSTED_INTR_VECTOR before TDH.VP.ENTER when ON is set (hypothetical: shows why the self-IPI is there)',
+      patches: [PATCH_TDX_NO_PI_SELF_IPI],
+    },
+    { name: 'fixed', buggy: false, differs: '', kernel: 'v6.16 and later (APICv forced active for TDs, KVM_BUG_ON on a deactivation; VCPU_STATE_DETAILS read for HLT)' },
   ],
   invariants: [
     { name: 'tdxApicvActiveAtEntry', description: 'no TD entry in a live VM runs with APICv inactive (entries after KVM_BUG_ON, the VM already dead, are its last slice)' },
-    { name: 'tdxSentReachesGuest', description: 'unless the VM was bugged, every interrupt sent to a TD vCPU reached its guest (a missing one is reported where it sits)' },
+    { name: 'tdxSentReachesGuest', description: 'no interrupt sent to a TD is lost: in a live VM every one reached its guest; in a VM killed by KVM_BUG_ON each one not taken still sits in the TD\'s PIR or vIRR (a missing one is reported where it sits)' },
     { name: 'tdxBuggedVmAllExited', description: 'a bugged VM (the expected outcome of an inhibit in the fixed variant) ends with every vCPU out of KVM_RUN with -EIO and every later KVM_RUN refused' },
   ],
   widen: { probability: 0.3, maxSpins: 400, points: ['apicv:', 'pi:pir-', 'pi:on-', 'vcpu:mode-', 'kvm:vm-bugged', 'kvm:request-make'] },

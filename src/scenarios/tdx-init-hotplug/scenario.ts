@@ -6,12 +6,12 @@
  *
  * Each round is a fresh boot of a host with `--vcpus` CPUs (default 4) in two packages: every CPU
  * online, VMX off, the TDX module loaded but uninitialised. Three threads:
- *   module-init (role 0, on CPU0)  kvm_intel load: the variant's TDX bring-up, then kvm_init
+ *   module-init (role 0, on CPU0)  kvm_intel load: vt_init (the machine's, with the variant's patches)
  *   hotplug                        cpu_down / cpu_up of random CPUs other than CPU0
  *   vm (on CPU0)                   after /dev/kvm exists: a TD (HKID, TDH.MNG.CREATE, key per
  *                                  package), TDH.VP.ENTER on every active CPU, destruction
  *
- *   fixed (6.16 tdx_bringup)           buggy-no-hotplug-lock
+ *   fixed (6.16 tdx_bringup)           buggy-no-hotplug-lock (patch tdx-bringup-no-hotplug-lock)
  *   kvm_enable_virtualization()        kvm_enable_virtualization()
  *   cpus_read_lock()                   (no hotplug lock)
  *     cpuhp_setup_state(tdx, online)     cpuhp_setup_state(tdx, online)  ┐ a CPU comes up (or
@@ -19,9 +19,9 @@
  *                   SYS.KEY.CONFIG                     SYS.KEY.CONFIG    ┘ online, not ready
  *   cpus_read_unlock()
  *
- *   buggy-seed-v19 (the seed's bring-up function, as a whole): under cpus_read_lock, VMXON +
- *   tdx_cpu_enable on each CPU, tdx_enable, VMXOFF on each CPU; pre-6.10 KVM enabling (per-VM
- *   hardware_enable_all, online callback only while kvm_usage_count > 0).
+ *   seed-v19 (patch tdx-v19-bringup, expected to hold): the v19 bring-up at load with VMX on
+ *   and off around it and VMXON later only per VM — see README for why no CPU can end up
+ *   without TDH.SYS.LP.INIT.
  *
  * Invariants (src/invariants/tdx-bringup.ts): tdxSeamcallOnReadyCpu, tdxConfigAllOnlineLpsInit,
  * kvmOnlineCpusVmxOn (after the round), tdxInitOnce. Window widening is the same for all variants.
@@ -31,36 +31,23 @@ import type { Access } from '../../mem/access.js';
 import { pollUntil } from '../../sync/wait.js';
 import { wordAt } from '../../sync/index.js';
 import { cpuDown, cpuOnline, cpuUp, type CpuhpCallbacks } from '../../host/cpuhp.js';
-import { cpuEmergencyRegisterVirtCallback, cpuInVmxOperation, cr4Vmxe } from '../../host/virt-cpu.js';
-import {
-  KVM_CPUHP_ONLINE,
-  KVM_CPUHP_ONLINE_V69,
-  VMX_EMERGENCY_CALLBACK,
-  hardwareDisableAll,
-  hardwareEnableAll,
-  kvmCpuhpStep,
-  kvmCpuhpStepV69,
-  kvmDisableVirtualization,
-  kvmEnableVirtualization,
-  kvmInitV69,
-  kvmInitVirtualization,
-  kvmUsageCount,
-  type KvmVirtOps,
-} from '../../kvm/virt-enable.js';
+import { cpuInVmxOperation, cr4Vmxe } from '../../host/virt-cpu.js';
+import { kvmUsageCount, type KvmVirtOps } from '../../kvm/virt-enable.js';
 import { TdxLeaf, readSeamcallLog, tdxLeafName, tdxStatusName, tdxSysRuns } from '../../hw/tdx/module.js';
 import {
-  TDX_CPUHP_ONLINE,
-  tdxBringup,
-  tdxCpuhpStep,
+  PATCH_TDX_BRINGUP_NO_HOTPLUG_LOCK,
+  PATCH_TDX_V19_BRINGUP,
+  kvmCreateVmVirt,
+  kvmDestroyVmVirt,
   tdxEnabled,
-  tdxHardwareSetupV19,
   tdxHostArea,
   tdxHostBoot,
+  tdxHostCpuhpCallbacks,
   tdxMmuReleaseHkid,
   tdxTdInit,
   tdxVcpuRun,
+  vtInit,
   vtVirtOps,
-  vtVirtOpsV19,
   type TdxPlaces,
 } from '../../kvm/vmx/tdx-bringup.js';
 import { kvmOnlineCpusVmxOn, tdxConfigAllOnlineLpsInit, tdxInitOnce, tdxSeamcallOnReadyCpu, type SeamcallRecord, type SysConfigRecord, type TdxBringupRound } from '../../invariants/tdx-bringup.js';
@@ -84,8 +71,6 @@ const HOTPLUG_CYCLES = 2;
 /** Round words: /dev/kvm registered (kvm_intel loaded), the bring-up result. */
 const ROUND = { LOADED: 0, INIT_RESULT: 1 } as const;
 
-const V19 = 'buggy-seed-v19';
-const NO_LOCK = 'buggy-no-hotplug-lock';
 
 const plans = new Map<number, ReturnType<typeof makePlan>>();
 function makePlan(n: number) {
@@ -104,13 +89,12 @@ export function tdxInitHotplugPlaces(L: Layout, p: ScenarioParams): { b: TdxPlac
   return { b: pl.area.placesAt(L.scratch(pl.at.host)), round: L.scratch(pl.at.round) };
 }
 
-/** One actor's view: the places, the vendor hooks and the cpuhp callbacks of its variant. */
+/** One actor's view: the places, the vendor hooks and the machine's cpuhp callbacks (with the variant's patches). */
 interface Model {
   b: TdxPlaces;
   round: Addr;
   ops: KvmVirtOps;
   cbs: CpuhpCallbacks;
-  v19: boolean;
 }
 
 const models = new WeakMap<Access, Model>();
@@ -119,42 +103,19 @@ function model(ctx: ScenarioCtx): Model {
   if (!m) {
     const { acc } = ctx;
     const { b, round } = tdxInitHotplugPlaces(ctx.L, ctx.params);
-    const v19 = ctx.params.variant.name === V19;
-    const ops = v19 ? vtVirtOpsV19(acc, b) : vtVirtOps(acc, b);
-    const cbs: CpuhpCallbacks = v19
-      ? new Map([[KVM_CPUHP_ONLINE_V69, kvmCpuhpStepV69(acc, b.kvm, ops)]])
-      : new Map([
-          [KVM_CPUHP_ONLINE, kvmCpuhpStep(acc, b.kvm, ops)],
-          [TDX_CPUHP_ONLINE, tdxCpuhpStep(acc, b)],
-        ]);
-    models.set(acc, (m = { b, round, ops, cbs, v19 }));
+    const ops = vtVirtOps(acc, b);
+    models.set(acc, (m = { b, round, ops, cbs: tdxHostCpuhpCallbacks(acc, b, ops, ctx.patches) }));
   }
   return m;
 }
 
-
-/** kvm_intel load on CPU0: the variant's TDX bring-up, then kvm_init (/dev/kvm last). */
+/** kvm_intel load on CPU0: the machine's vt_init (TDX bring-up, then kvm_init; /dev/kvm last). */
 function moduleInitRound(ctx: ScenarioCtx, m: Model): void {
-  const { acc, params } = ctx;
+  const { acc } = ctx;
   thinkSpins(ctx, 'think:module', MODULE_START_SPINS);
-  let r: number;
-  if (m.v19) {
-    // BUG (deliberate, buggy-seed-v19): the seed's bring-up function as a whole — VMXON +
-    // tdx_cpu_enable by IPI, tdx_enable, VMXOFF, all under cpus_read_lock, and KVM's pre-6.10
-    // enabling (CPUHP_AP_KVM_ONLINE registered at kvm_init, VMXON later only per VM).
-    r = tdxHardwareSetupV19(acc, m.b, BOOT_CPU);
-    cpuEmergencyRegisterVirtCallback(acc, m.b.kvm.virt, VMX_EMERGENCY_CALLBACK); // vmx_init (v6.9), after kvm_x86_vendor_init
-    kvmInitV69(acc, m.b.kvm, m.cbs);
-  } else {
-    // BUG (deliberate, buggy-no-hotplug-lock): the TDX cpuhp registration and tdx_enable() run
-    // without cpus_read_lock(), so a CPU can come up (or go down) between the per-CPU
-    // tdx_cpu_enable pass and TDH.SYS.CONFIG / TDH.SYS.KEY.CONFIG.
-    const noLock = params.variant.name === NO_LOCK;
-    r = noLock ? tdxBringup(acc, m.b, m.ops, m.cbs, BOOT_CPU, (fn) => fn()) : tdxBringup(acc, m.b, m.ops, m.cbs, BOOT_CPU);
-    kvmInitVirtualization(acc, m.b.kvm, m.ops, m.cbs);
-  }
+  const r = vtInit(acc, m.b, m.ops, m.cbs, BOOT_CPU, ctx.patches);
   acc.writeOnce(wordAt(m.round, ROUND.INIT_RESULT), r, 'kvm:load-result');
-  acc.storeRelease(wordAt(m.round, ROUND.LOADED), 1, 'kvm:dev-kvm-registered');
+  acc.writeOnce(wordAt(m.round, ROUND.LOADED), 1, 'kvm:dev-kvm-registered');
 }
 
 /** The admin: take random CPUs other than CPU0 down and up again. */
@@ -175,10 +136,10 @@ function hotplugRound(ctx: ScenarioCtx, m: Model): void {
 function vmRound(ctx: ScenarioCtx, m: Model): void {
   const { acc } = ctx;
   const loaded = wordAt(m.round, ROUND.LOADED);
-  pollUntil(acc, loaded, 'vm:wait-dev-kvm', () => acc.loadAcquire(loaded, 'vm:wait-dev-kvm') !== 0, () => '/dev/kvm (kvm_intel load)');
+  pollUntil(acc, loaded, 'vm:wait-dev-kvm', () => acc.readOnce(loaded, 'vm:wait-dev-kvm') !== 0, () => '/dev/kvm (kvm_intel load)');
   if (!tdxEnabled(acc, m.b)) return;
   thinkSpins(ctx, 'think:vm', VM_THINK_SPINS);
-  const ref = m.v19 ? hardwareEnableAll(acc, m.b.kvm, m.ops) : kvmEnableVirtualization(acc, m.b.kvm, m.ops, m.cbs); // kvm_create_vm
+  const ref = kvmCreateVmVirt(acc, m.b, m.ops, m.cbs, ctx.patches);
   if (ref !== 0) return;
   if (tdxTdInit(acc, m.b, BOOT_CPU) === 0) {
     for (let pass = 0; pass < 2; pass++) {
@@ -187,8 +148,7 @@ function vmRound(ctx: ScenarioCtx, m: Model): void {
     }
     tdxMmuReleaseHkid(acc, m.b, BOOT_CPU);
   }
-  if (m.v19) hardwareDisableAll(acc, m.b.kvm, m.ops);
-  else kvmDisableVirtualization(acc, m.b.kvm, m.ops, m.cbs); // kvm_destroy_vm
+  kvmDestroyVmVirt(acc, m.b, m.ops, m.cbs, ctx.patches);
 }
 
 /** The round's record for the checkers (role 0, after the round: every actor is done). */
@@ -223,9 +183,20 @@ export const tdxInitHotplug: ScenarioDef = {
   title: 'TDX module bring-up at kvm_intel load racing CPU hotplug, then a TD on every CPU',
   seedFile: '004_caa808ce7e54f28d.txt',
   variants: [
-    { name: NO_LOCK, buggy: true, differs: 'the TDX cpuhp registration and tdx_enable() run without cpus_read_lock(): a CPU can come up or go down between the tdx_cpu_enable pass and TDH.SYS.CONFIG / TDH.SYS.KEY.CONFIG' },
-    { name: V19, buggy: true, differs: 'the seed (v19) bring-up function as a whole: VMXON + tdx_cpu_enable, tdx_enable, VMXOFF under cpus_read_lock; VMXON later only per VM (pre-6.10 KVM enabling)' },
-    { name: 'fixed', buggy: false, differs: '' },
+    {
+      name: 'buggy-no-hotplug-lock',
+      buggy: true,
+      differs: 'the TDX cpuhp registration and tdx_enable() run without cpus_read_lock(): a CPU can come up or go down between the tdx_cpu_enable pass and TDH.SYS.CONFIG / TDH.SYS.KEY.CONFIG',
+      patches: [PATCH_TDX_BRINGUP_NO_HOTPLUG_LOCK],
+    },
+    {
+      name: 'seed-v19',
+      buggy: false,
+      expected: 'holds',
+      differs: 'the seed\'s (v19) bring-up: VMXON + tdx_cpu_enable, tdx_enable, VMXOFF under cpus_read_lock at load; VMXON later only per VM (pre-6.10 KVM enabling) — holds: every LP runs TDH.SYS.LP.INIT before TDH.SYS.CONFIG and keeps it',
+      patches: [PATCH_TDX_V19_BRINGUP],
+    },
+    { name: 'fixed', buggy: false, differs: '', kernel: 'v6.16 and later (tdx_bringup under cpus_read_lock with the TDX cpuhp state)' },
   ],
   invariants: [
     { name: 'tdxSeamcallOnReadyCpu', description: 'a SEAMCALL on CPU c finds c post-VMXON and (except TDH.SYS.INIT / TDH.SYS.LP.INIT) c\'s LP initialised' },

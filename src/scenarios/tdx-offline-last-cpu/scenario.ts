@@ -23,21 +23,22 @@
  *   destroy: TDH.PHYMEM.CACHE.WB only on pkg0 → TDH.MNG.KEY.FREEID: TDX_WBCACHE_NOT_COMPLETE,
  *   the HKID is leaked
  *
- * The one step that differs: tdx_offline_cpu's check (buggy: the teardown always returns 0).
+ * The one step that differs: tdx_offline_cpu's check (buggy: the patch tdx-offline-cpu-no-hkid-check).
  * Invariant: tdxTdKeepsPackagesOnline (src/invariants/tdx-bringup.ts).
  */
 import { planScratch, type Addr, type Layout } from '../../mem/layout.js';
 import type { Access } from '../../mem/access.js';
 import { wordAt } from '../../sync/index.js';
 import { cpuDown, cpuUp, CPUHP_CPU, perCpuWord, type CpuhpCallbacks } from '../../host/cpuhp.js';
-import { KVM_CPUHP_ONLINE, kvmCpuhpStep, kvmDisableVirtualization, kvmEnableVirtualization, kvmInitVirtualization, type KvmVirtOps } from '../../kvm/virt-enable.js';
+import { kvmDisableVirtualization, kvmEnableVirtualization, kvmInitVirtualization, type KvmVirtOps } from '../../kvm/virt-enable.js';
+import { PatchSet } from '../../kvm/patches.js';
 import { tdxKotSnapshot, tdxStatusName } from '../../hw/tdx/module.js';
 import {
-  TDX_CPUHP_ONLINE,
+  PATCH_TDX_OFFLINE_CPU_NO_HKID_CHECK,
   contiguousPackage,
   tdxBringup,
-  tdxCpuhpStep,
   tdxHostArea,
+  tdxHostCpuhpCallbacks,
   tdxHostBoot,
   tdxMmuReleaseHkid,
   tdxTdInit,
@@ -62,6 +63,8 @@ const HOTPLUG_START_SPINS = 4000;
 const HOTPLUG_GAP_SPINS = 300;
 /** Package-sample log: count, then one word per sample. */
 const MAX_SAMPLES = 15;
+/** Words of one thread's sample log (count, then the samples); the vm thread logs into log 0, hotplug into log 1. */
+const SAMPLE_LOG_WORDS = 16;
 /** Sample word: key packages 7:0, online packages 15:8, where 19:16 (0 vm, 1 after cpu_down), CPU 27:20. */
 const SAMPLE = { ONLINE_SHIFT: 8, WHERE_SHIFT: 16, CPU_SHIFT: 20 } as const;
 /** Round words: HKID release outcome (1 + released, 0 = not destroyed) and its status. */
@@ -70,7 +73,7 @@ const ROUND = { RELEASE: 0, RELEASE_STATUS: 1 } as const;
 const plans = new Map<number, ReturnType<typeof makePlan>>();
 function makePlan(n: number) {
   const area = tdxHostArea(n, NR_PKGS, LOG_CAPACITY);
-  return { area, ...planScratch({ host: area.words, samples: 1 + MAX_SAMPLES, round: 16 }) };
+  return { area, ...planScratch({ host: area.words, samples: 2 * SAMPLE_LOG_WORDS, round: 16 }) };
 }
 function plan(p: ScenarioParams): ReturnType<typeof makePlan> {
   let pl = plans.get(p.vcpus);
@@ -92,22 +95,11 @@ interface Model {
   cbs: CpuhpCallbacks;
 }
 
-/** The cpuhp callbacks of a variant, for an actor. */
-function callbacks(acc: Access, b: TdxPlaces, ops: KvmVirtOps, buggy: boolean): CpuhpCallbacks {
-  const tdx = tdxCpuhpStep(acc, b);
-  // BUG (deliberate): the TDX cpuhp teardown lets any CPU go offline — no "last online CPU of a
-  // package while nr_configured_hkid > 0 → -EBUSY" check (tdx_offline_cpu's only job).
-  const teardown = buggy ? () => 0 : tdx.teardown;
-  return new Map([
-    [KVM_CPUHP_ONLINE, kvmCpuhpStep(acc, b.kvm, ops)],
-    [TDX_CPUHP_ONLINE, teardown ? { ...tdx, teardown } : tdx],
-  ]);
-}
-
+/** The machine's cpuhp callbacks with the variant's patches (tdx_offline_cpu's check or not), for an actor. */
 function modelFor(acc: Access, p: ScenarioParams): Model {
   const { b, samples, round } = tdxOfflineLastCpuPlaces(acc.layout, p);
   const ops = vtVirtOps(acc, b);
-  return { b, samples, round, ops, cbs: callbacks(acc, b, ops, p.variant.buggy) };
+  return { b, samples, round, ops, cbs: tdxHostCpuhpCallbacks(acc, b, ops, new PatchSet((p.variant.patches ?? []).map((x) => x.id))) };
 }
 
 const models = new WeakMap<Access, Model>();
@@ -124,9 +116,12 @@ function sample(acc: Access, m: Model, where: number, cpu: number): void {
   let online = 0;
   for (let c = 0; c < mod.nrCpus; c++) if (acc.peek(perCpuWord(mod.cpuhp.cpu, c, CPUHP_CPU.ONLINE)) !== 0) online |= 1 << contiguousPackage(mod.nrCpus, mod.nrPkgs, c);
   const key = tdxKotSnapshot(acc, mod).keyPkgs;
-  const i = acc.atomicAdd(m.samples, 1, 'sample:append');
+  // Each thread appends to its own log (where = 0: the vm thread, 1: hotplug).
+  const log = wordAt(m.samples, where * SAMPLE_LOG_WORDS);
+  const i = acc.peek(log);
   if (i >= MAX_SAMPLES) throw new EmuError('EMU_ERR_INTERNAL', `${acc.name}: more than ${MAX_SAMPLES} package samples in one round`, { actor: acc.name });
-  acc.poke(wordAt(m.samples, 1 + i), key | (online << SAMPLE.ONLINE_SHIFT) | (where << SAMPLE.WHERE_SHIFT) | (cpu << SAMPLE.CPU_SHIFT));
+  acc.poke(wordAt(log, 1 + i), key | (online << SAMPLE.ONLINE_SHIFT) | (where << SAMPLE.WHERE_SHIFT) | (cpu << SAMPLE.CPU_SHIFT));
+  acc.poke(log, i + 1);
 }
 
 /** The VMM on CPU0: a TD from creation to destruction. */
@@ -162,13 +157,16 @@ function hotplugRound(ctx: ScenarioCtx, m: Model): void {
 }
 
 function roundSamples(acc: Access, m: Model): TdPackageSample[] {
-  const n = Math.min(acc.peek(m.samples), MAX_SAMPLES);
   const out: TdPackageSample[] = [];
-  for (let i = 0; i < n; i++) {
-    const w = acc.peek(wordAt(m.samples, 1 + i));
-    const where = (w >>> SAMPLE.WHERE_SHIFT) & 0xf;
-    const cpu = (w >>> SAMPLE.CPU_SHIFT) & 0xff;
-    out.push({ when: where === 1 ? `right after cpu_down(CPU${cpu}) returned 0` : 'while the TD vCPUs run', keyPackages: w & 0xff, onlinePackages: (w >>> SAMPLE.ONLINE_SHIFT) & 0xff, nrPackages: NR_PKGS });
+  for (let k = 0; k < 2; k++) {
+    const log = wordAt(m.samples, k * SAMPLE_LOG_WORDS);
+    const n = Math.min(acc.peek(log), MAX_SAMPLES);
+    for (let i = 0; i < n; i++) {
+      const w = acc.peek(wordAt(log, 1 + i));
+      const where = (w >>> SAMPLE.WHERE_SHIFT) & 0xf;
+      const cpu = (w >>> SAMPLE.CPU_SHIFT) & 0xff;
+      out.push({ when: where === 1 ? `right after cpu_down(CPU${cpu}) returned 0` : 'while the TD vCPUs run', keyPackages: w & 0xff, onlinePackages: (w >>> SAMPLE.ONLINE_SHIFT) & 0xff, nrPackages: NR_PKGS });
+    }
   }
   return out;
 }
@@ -190,8 +188,8 @@ export const tdxOfflineLastCpu: ScenarioDef = {
   title: 'TDX: offlining the last online CPU of a package while a TD holds a key',
   seedFile: '004_caa808ce7e54f28d.txt',
   variants: [
-    { name: 'buggy', buggy: true, differs: 'tdx_offline_cpu lets the last online CPU of a package go offline although a TD holds an HKID' },
-    { name: 'fixed', buggy: false, differs: '' },
+    { name: 'buggy', buggy: true, differs: 'tdx_offline_cpu lets the last online CPU of a package go offline although a TD holds an HKID', patches: [PATCH_TDX_OFFLINE_CPU_NO_HKID_CHECK] },
+    { name: 'fixed', buggy: false, differs: '', kernel: 'every posted TDX KVM and v6.16 (tdx_offline_cpu returns -EBUSY)' },
   ],
   invariants: [{ name: 'tdxTdKeepsPackagesOnline', description: 'while a TD\'s key is programmed on some package, every package has an online CPU (else its HKID cannot be reclaimed)' }],
   widen: { probability: 0.3, maxSpins: 400, points: ['cpuhp:', 'kvm-tdx:', 'tdx:'] },
