@@ -237,6 +237,8 @@ export class ControlledAccess extends Access {
   private readonly me: number;
   private readonly n: number;
   private readonly sbCap: number;
+  /** PCT execution: keep the spin/epoch bookkeeping its drains-last policy reads (other strategies skip it). */
+  private readonly pct: boolean;
   private readonly sbBase: number;
   private inControl = false;
   /** Index of this actor's current step in the step ring (its read value is noted there). */
@@ -251,6 +253,7 @@ export class ControlledAccess extends Access {
     this.me = index;
     this.n = this.c[CB.N]!;
     this.sbCap = this.c[CB.SB_CAP]!;
+    this.pct = this.c[CB.STRATEGY] === STRATEGY_IDS.pct;
     this.sbBase = CB.sbAt(this.n, this.sbCap, index);
     if (!Number.isInteger(index) || index < 0 || index >= this.n) throw new EmuError('EMU_ERR_BAD_PARAM', `invalid control index: ${index} (0..${this.n - 1})`, { detail: { param: 'index' } });
   }
@@ -414,7 +417,7 @@ export class ControlledAccess extends Access {
         }
       }
     }
-    this.noteLoad(addr, v);
+    if (this.pct) this.noteLoad(addr, v);
     return v;
   }
 
@@ -457,7 +460,7 @@ export class ControlledAccess extends Access {
     this.decide(kind);
     // Anything but a load is progress: the actor no longer spins (see CB.A_SPINNING), and memory
     // may change (a load's view is noted in noteLoad).
-    if (kind !== StepKind.READ) {
+    if (this.pct && kind !== StepKind.READ) {
       this.c[actorWord(this.n, this.me, CB.A_SPINNING)] = 0;
       this.c[CB.MEM_EPOCH] = this.c[CB.MEM_EPOCH]! + 1;
     }
@@ -531,7 +534,7 @@ export class ControlledAccess extends Access {
   override cpuRelax(label: RacePoint): void {
     if (!this.inControl) return super.cpuRelax(label);
     this.c[actorWord(this.n, this.me, CB.A_YIELD)] = 1;
-    markSpinning(this.c, this.n, this.me);
+    if (this.pct) markSpinning(this.c, this.n, this.me);
   }
 
   override wait(addr: Addr, expected: number, timeoutMs: number, label: RacePoint): WaitResult {

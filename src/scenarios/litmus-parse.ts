@@ -449,22 +449,17 @@ function parseProgram(c: Cursor, n: number): LitmusOp[][] {
 
 /** Operator precedence as herd's: \/ lowest, then /\, then => (right), then ~. */
 function parseProp(c: Cursor, threads: number, names: StateName[]): LitmusProp {
-  const or = (): LitmusProp => {
-    const ps = [and()];
-    while (c.is('\\/')) {
+  // One level of an n-ary connective: operands from `sub`, nested ones of the same kind flattened.
+  const nary = (op: string, kind: 'or' | 'and', sub: () => LitmusProp): LitmusProp => {
+    const ps = [sub()];
+    while (c.is(op)) {
       c.next();
-      ps.push(and());
+      ps.push(sub());
     }
-    return ps.length === 1 ? ps[0]! : { kind: 'or', ps: ps.flatMap((p) => (p.kind === 'or' && p.ps.length > 0 ? p.ps : [p])) };
+    return ps.length === 1 ? ps[0]! : { kind, ps: ps.flatMap((p) => (p.kind === kind && p.ps.length > 0 ? p.ps : [p])) };
   };
-  const and = (): LitmusProp => {
-    const ps = [implies()];
-    while (c.is('/\\')) {
-      c.next();
-      ps.push(implies());
-    }
-    return ps.length === 1 ? ps[0]! : { kind: 'and', ps: ps.flatMap((p) => (p.kind === 'and' && p.ps.length > 0 ? p.ps : [p])) };
-  };
+  const or = (): LitmusProp => nary('\\/', 'or', and);
+  const and = (): LitmusProp => nary('/\\', 'and', implies);
   const implies = (): LitmusProp => {
     const p = unary();
     if (!c.is('=>')) return p;
